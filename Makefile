@@ -1,0 +1,27 @@
+# The two commands a newcomer needs:  make demo  and  make test
+# Each creates .venv (Python >= 3.9 with venv) and installs the project in it.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test bench setup clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+setup: $(VENV)/bin/python
+	$(PY) -m pip install --quiet ".[test]"
+	$(PY) -m pip install --quiet --no-deps --force-reinstall .
+
+demo: setup
+	$(PY) example_app/demo.py
+
+test: setup
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info public

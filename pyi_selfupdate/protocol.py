@@ -1,0 +1,320 @@
+"""The go-selfupdate wire protocol, in one place for the client and the release side.
+
+Everything a server, a Go client and a Python client must agree on lives here:
+the URLs (with Go's ``url.QueryEscape`` escaping), the relative paths of the
+static release tree, the ``<GOOS>-<GOARCH>`` platform names, and the manifest,
+encoded exactly as the Go CLI writes it and decoded as leniently as a Go client
+reads it. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import platform as _platform
+import struct
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+from urllib.parse import quote_plus
+
+from .errors import ManifestError, InvalidNameError
+
+__all__ = [
+    "DEV_VERSION",
+    "Manifest",
+    "escape",
+    "manifest_url",
+    "patch_url",
+    "full_url",
+    "manifest_path",
+    "full_path",
+    "patch_path",
+    "current_platform",
+    "go_platform",
+    "encode_manifest",
+    "decode_manifest",
+    "validate_name",
+]
+
+#: A build whose version is ``dev`` never updates (go-selfupdate's rule).
+DEV_VERSION = "dev"
+
+
+# --------------------------------------------------------------------------- names
+
+
+def validate_name(value: str, what: str) -> str:
+    """Return ``value`` if it is safe as one path segment and one URL segment.
+
+    Refuses what could escape a folder of the release tree or a URL segment:
+    empty strings, ``.`` and ``..``, ``/``, ``\\``, NUL and other control
+    characters. ``what`` names the field in the error ("version", "cmd name", ...).
+    """
+    if not isinstance(value, str) or value == "":
+        raise InvalidNameError(f"the {what} is empty; give a non-empty {what}")
+    if value in (".", ".."):
+        raise InvalidNameError(f"the {what} {value!r} would escape its folder; choose another {what}")
+    bad = sorted({c for c in value if c in "/\\" or ord(c) < 0x20 or ord(c) == 0x7F})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        raise InvalidNameError(
+            f"the {what} {value!r} contains {shown}, which could escape its folder or URL "
+            f"segment; use a {what} without path separators or control characters"
+        )
+    return value
+
+
+# --------------------------------------------------------------------------- URLs
+
+
+def escape(segment: str) -> str:
+    """Escape one URL segment exactly as Go's ``url.QueryEscape`` does."""
+    return quote_plus(segment, safe="")
+
+
+def manifest_url(api_url: str, cmd_name: str, plat: str) -> str:
+    """``ApiURL + esc(cmd) + "/" + esc(plat) + ".json"`` (the base must end in ``/``)."""
+    return f"{api_url}{escape(cmd_name)}/{escape(plat)}.json"
+
+
+def patch_url(diff_url: str, cmd_name: str, current: str, new: str, plat: str) -> str:
+    """``DiffURL + esc(cmd) + "/" + esc(cur) + "/" + esc(new) + "/" + esc(plat)``."""
+    return f"{diff_url}{escape(cmd_name)}/{escape(current)}/{escape(new)}/{escape(plat)}"
+
+
+def full_url(bin_url: str, cmd_name: str, new: str, plat: str) -> str:
+    """``BinURL + esc(cmd) + "/" + esc(new) + "/" + esc(plat) + ".gz"``."""
+    return f"{bin_url}{escape(cmd_name)}/{escape(new)}/{escape(plat)}.gz"
+
+
+# ------------------------------------------------------------ release tree paths
+# Relative POSIX paths inside the published tree; the server decodes the escaped
+# URL segments back to these raw names.
+
+
+def manifest_path(cmd_name: str, plat: str) -> str:
+    return f"{cmd_name}/{plat}.json"
+
+
+def full_path(cmd_name: str, version: str, plat: str) -> str:
+    return f"{cmd_name}/{version}/{plat}.gz"
+
+
+def patch_path(cmd_name: str, old: str, new: str, plat: str) -> str:
+    return f"{cmd_name}/{old}/{new}/{plat}"
+
+
+# ------------------------------------------------------------------- platforms
+
+_GOOS = {
+    "linux": "linux",
+    "darwin": "darwin",
+    "win32": "windows",
+    "cygwin": "windows",
+    "msys": "windows",
+    "freebsd": "freebsd",
+    "openbsd": "openbsd",
+    "netbsd": "netbsd",
+    "dragonfly": "dragonfly",
+    "sunos": "solaris",
+    "aix": "aix",
+}
+
+_GOARCH = {
+    "x86_64": "amd64",
+    "amd64": "amd64",
+    "x64": "amd64",
+    "i386": "386",
+    "i486": "386",
+    "i586": "386",
+    "i686": "386",
+    "x86": "386",
+    "aarch64": "arm64",
+    "arm64": "arm64",
+    "armv8l": "arm",
+    "armv7l": "arm",
+    "armv7": "arm",
+    "armv6l": "arm",
+    "armv5tel": "arm",
+    "arm": "arm",
+    "ppc64le": "ppc64le",
+    "ppc64": "ppc64",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+    "loongarch64": "loong64",
+    "mips64": "mips64",
+    "mips": "mips",
+}
+
+
+def go_platform(sys_platform: str, machine: str, pointer_bits: int = 64) -> str:
+    """Map Python's ``sys.platform`` and ``platform.machine()`` onto Go's ``GOOS-GOARCH``.
+
+    ``pointer_bits`` is the interpreter's pointer size: a 32-bit Python on a
+    64-bit x86 machine runs ``386`` executables.
+    """
+    key = sys_platform.lower()
+    goos = _GOOS.get(key) or next(
+        (v for k, v in _GOOS.items() if key.startswith(k)), None
+    )
+    if goos is None:
+        raise InvalidNameError(
+            f"unknown operating system {sys_platform!r}; pass the platform explicitly "
+            "as <os>-<arch> (for example linux-amd64)"
+        )
+    goarch = _GOARCH.get(machine.lower())
+    if goarch is None:
+        raise InvalidNameError(
+            f"unknown machine type {machine!r}; pass the platform explicitly "
+            "as <os>-<arch> (for example linux-amd64)"
+        )
+    if pointer_bits == 32:
+        goarch = {"amd64": "386", "arm64": "arm"}.get(goarch, goarch)
+    return f"{goos}-{goarch}"
+
+
+def current_platform() -> str:
+    """This machine's platform name, as Go spells it (``linux-amd64``, ...)."""
+    return go_platform(sys.platform, _platform.machine(), struct.calcsize("P") * 8)
+
+
+# -------------------------------------------------------------------- manifest
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One ``<plat>.json``: the newest version and the SHA-256 of its full binary.
+
+    ``extra`` holds every other field, in order (signatures, sizes, ...): Go
+    clients ignore them, and :func:`encode_manifest` writes them after
+    ``Version`` and ``Sha256``.
+    """
+
+    version: str
+    sha256: bytes
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.sha256) != 32:
+            raise ManifestError(
+                f"the manifest's Sha256 holds {len(self.sha256)} bytes, not 32; "
+                "republish the release with pyi-selfupdate release"
+            )
+        for key in self.extra:
+            if key.lower() in ("version", "sha256"):
+                raise ManifestError(
+                    f"extra manifest field {key!r} would clash with a Go client's "
+                    "case-insensitive Version/Sha256; rename it"
+                )
+
+
+_GO_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
+
+
+def _go_string(s: str) -> str:
+    out = ['"']
+    for ch in s:
+        esc = _GO_ESCAPES.get(ch)
+        if esc is not None:
+            out.append(esc)
+        elif ord(ch) < 0x20:
+            out.append(f"\\u{ord(ch):04x}")
+        elif 0xD800 <= ord(ch) <= 0xDFFF:  # lone surrogate: Go writes U+FFFD
+            out.append("\ufffd")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _go_value(value: Any, indent: str) -> str:
+    """Encode like Go's ``json.MarshalIndent(v, "", "    ")`` (HTML-escaped)."""
+    inner = indent + "    "
+    if isinstance(value, str):
+        return _go_string(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (bytes, bytearray)):
+        return _go_string(base64.b64encode(bytes(value)).decode("ascii"))
+    if isinstance(value, Mapping):
+        if not value:
+            return "{}"
+        items = [f"{inner}{_go_string(str(k))}: {_go_value(v, inner)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "[]"
+        items = [f"{inner}{_go_value(v, inner)}" for v in value]
+        return "[\n" + ",\n".join(items) + "\n" + indent + "]"
+    raise TypeError(f"cannot encode {type(value).__name__} in a manifest")
+
+
+def encode_manifest(manifest: Manifest) -> bytes:
+    """The manifest bytes exactly as the Go CLI writes them (no trailing newline)."""
+    doc = {"Version": manifest.version, "Sha256": manifest.sha256}
+    doc.update(manifest.extra)
+    return _go_value(doc, "").encode("utf-8")
+
+
+def decode_manifest(data: bytes, *, source: str = "the manifest") -> Manifest:
+    """Read a manifest as leniently as a Go client does.
+
+    Keys match case-insensitively (the last one wins, as in Go), unknown fields
+    are kept in ``extra``; a missing or non-string ``Version``, or a ``Sha256``
+    that is not standard base64 of 32 bytes, is a :class:`ManifestError`.
+    ``source`` (a URL or path) names the manifest in error messages.
+    """
+    try:
+        doc = json.loads(data.decode("utf-8-sig") if isinstance(data, bytes) else data)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ManifestError(
+            f"{source} is not valid JSON ({exc}); the server must serve the "
+            "<plat>.json written by pyi-selfupdate release or go-selfupdate"
+        ) from None
+    if not isinstance(doc, dict):
+        raise ManifestError(f"{source} is not a JSON object; republish the release")
+    version: Optional[Any] = None
+    sha_text: Optional[Any] = None
+    extra: dict = {}
+    for key, value in doc.items():
+        low = key.lower()
+        if low == "version":
+            version = value
+        elif low == "sha256":
+            sha_text = value
+        else:
+            extra[key] = value
+    if not isinstance(version, str) or version == "":
+        raise ManifestError(f"{source} has no Version string; republish the release")
+    if not isinstance(sha_text, str):
+        raise ManifestError(f"{source} has no Sha256 string; republish the release")
+    try:
+        sha = base64.b64decode(sha_text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ManifestError(
+            f"{source}: Sha256 is not standard base64; republish the release"
+        ) from None
+    if len(sha) != 32:
+        raise ManifestError(
+            f"{source}: Sha256 decodes to {len(sha)} bytes, not 32; republish the release"
+        )
+    return Manifest(version=version, sha256=sha, extra=extra)

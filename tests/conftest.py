@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/_server.py and friends
+
+from _server import ReleaseServer  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _find_vectors() -> Path:
+    for base in (REPO.parent / "shared", REPO / "shared"):
+        candidate = base / "interop" / "go-selfupdate"
+        if candidate.is_dir():
+            return candidate
+    raise RuntimeError(
+        "the go-selfupdate reference vectors were not found in ../shared/interop/go-selfupdate; "
+        "clone the repository beside the shared/ folder"
+    )
+
+
+@pytest.fixture(scope="session")
+def go_vectors() -> Path:
+    """``../shared/interop/go-selfupdate``: payloads/ and public/ written by the Go CLI."""
+    return _find_vectors()
+
+
+@pytest.fixture
+def serve():
+    """``serve(root)`` starts a ReleaseServer on 127.0.0.1 for ``root``; stopped after the test."""
+    servers = []
+
+    def start(root: Path) -> ReleaseServer:
+        server = ReleaseServer(Path(root))
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
+def go_tree(tmp_path: Path, go_vectors: Path) -> Path:
+    """A writable copy of the Go CLI's public/ tree."""
+    dest = tmp_path / "public"
+    shutil.copytree(go_vectors / "public", dest)
+    return dest
