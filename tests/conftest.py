@@ -51,3 +51,11 @@ def go_tree(tmp_path: Path, go_vectors: Path) -> Path:
     dest = tmp_path / "public"
     shutil.copytree(go_vectors / "public", dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def frozen(tmp_path_factory):
+    """Session-wide FrozenBuilder: ``frozen.build(src_dir, "app.py", name=...)`` builds once."""
+    from _frozen import FrozenBuilder
+
+    return FrozenBuilder(tmp_path_factory.mktemp("frozen"))
