@@ -61,7 +61,7 @@ class FrozenBuilder:
             run_env["PYTHONHASHSEED"] = "0"
         run_env.update(env or {})
         cmd = [
-            sys.executable, "-m", "PyInstaller", "--onefile", "--noconfirm", "--clean",
+            sys.executable, "-m", "PyInstaller", "--onefile", "--noconfirm",
             "--log-level", "WARN", "--name", name,
             "--distpath", str(work / "dist"), "--workpath", str(work / "build"),
             "--specpath", str(work), *args, str(src / script),
