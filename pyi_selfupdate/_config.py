@@ -1,0 +1,116 @@
+"""The self-update configuration of a frozen app: its keys, defaults and embedded copy.
+
+The configuration is fixed at build time by the PyInstaller hook and embedded in
+the app as ``pyi_selfupdate/_embedded_config.json``; at run time the bootstrap
+reads it back with :func:`load_embedded`. This module is imported by the frozen
+app at every launch, so it imports nothing but ``json``, ``os`` and ``sys``; the
+build-time merging and validation live in ``pyi_selfupdate._buildconfig``.
+
+Keys (the :class:`pyi_selfupdate.Updater` keyword names, plus run-time switches):
+
+=================  ==============  ===================================================
+key                default         meaning
+=================  ==============  ===================================================
+``api_url``        (required)      base URL of the manifests, ends in ``/``
+``bin_url``        ``None``        base URL of the full ``.gz`` binaries (None: api_url)
+``diff_url``       ``None``        base URL of the patches (None: api_url)
+``cmd_name``       ``None``        name in the URLs; None: the executable's file name
+                                   without ``.exe``, resolved at run time
+``current_version`` (required)     the version this build is; default: the
+                                   ``[project] version`` of ``./pyproject.toml``;
+                                   ``"dev"`` never updates
+``dir``            ``"update/"``   folder (relative to the executable) for ``cktime``
+``check_time``     ``24``          hours between two checks
+``randomize_time`` ``0``           random extra hours added to each wait
+``force_check``    ``false``       check at every launch, ignoring ``cktime``
+``mode``           ``"background"`` ``background`` | ``immediate`` | ``manual``
+``enabled``        ``true``        false: the bootstrap does nothing
+``exit_wait``      ``10``          seconds the app waits at exit for an unfinished
+                                   background download
+``public_keys``    ``[]``          keys that sign releases (list of strings)
+``allow_http``     ``None``        carried through to the client
+=================  ==============  ===================================================
+
+Sources, highest precedence first (each key is taken from the first source that sets it):
+
+1. ``PYI_SELFUPDATE_<KEY>`` environment variables of the build (upper-case key, e.g.
+   ``PYI_SELFUPDATE_API_URL``). Values are parsed by the key's type: booleans
+   ``1/0/true/false/yes/no/on/off``, numbers, lists comma-separated, ``none``/``null``
+   for keys that may be None. An empty variable counts as unset.
+2. The spec file: ``Analysis(..., hooksconfig={"pyi_selfupdate": {...}})``.
+3. ``[tool.pyi-selfupdate]`` in the ``pyproject.toml`` of the directory where
+   PyInstaller runs (and ``[project] version`` there for ``current_version``).
+4. The defaults above.
+
+A missing ``api_url`` or ``current_version``, an unknown key or a wrong value
+fails the build with a message naming the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+__all__ = ["DEFAULTS", "REQUIRED", "MODES", "EMBEDDED_NAME", "EMBEDDED_DIR", "load_embedded"]
+
+#: Every key with its default; ``REQUIRED`` keys have no usable default.
+DEFAULTS = {
+    "api_url": None,
+    "bin_url": None,
+    "diff_url": None,
+    "cmd_name": None,
+    "current_version": None,
+    "dir": "update/",
+    "check_time": 24,
+    "randomize_time": 0,
+    "force_check": False,
+    "mode": "background",
+    "enabled": True,
+    "exit_wait": 10,
+    "public_keys": [],
+    "allow_http": None,
+}
+
+#: Keys a build must set.
+REQUIRED = ("api_url", "current_version")
+
+#: Values of ``mode``.
+MODES = ("background", "immediate", "manual")
+
+#: Folder (inside the app's bundle) and file name of the embedded configuration.
+EMBEDDED_DIR = "pyi_selfupdate"
+EMBEDDED_NAME = "_embedded_config.json"
+
+
+def load_embedded(bundle_dir: "str | None" = None) -> "dict | None":
+    """Return the configuration embedded in this frozen app, or None.
+
+    None when the interpreter is not a PyInstaller app (no ``sys._MEIPASS``) or
+    the app was built without the configuration. Keys missing from the file
+    (an older build) get their defaults. ``bundle_dir`` replaces ``sys._MEIPASS``
+    (tests). A corrupt file raises :class:`pyi_selfupdate.errors.ConfigError`.
+    """
+    if bundle_dir is None:
+        bundle_dir = getattr(sys, "_MEIPASS", None)
+        if bundle_dir is None:
+            return None
+    path = os.path.join(bundle_dir, EMBEDDED_DIR, EMBEDDED_NAME)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
+        from .errors import ConfigError
+
+        raise ConfigError(
+            f"the embedded update configuration {path} is corrupt ({exc}); rebuild the app"
+        ) from None
+    config = {k: (list(v) if isinstance(v, list) else v) for k, v in DEFAULTS.items()}
+    config.update(data)
+    return config
