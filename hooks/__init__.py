@@ -13,4 +13,4 @@ def get_hook_dirs() -> List[str]:
 
 
 def get_pyinstaller_tests() -> List[str]:
-    return [os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_hooks_tests")]
+    return [os.path.join(os.path.dirname(os.path.abspath(__file__)), "tests")]

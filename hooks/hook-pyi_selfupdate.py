@@ -1,0 +1,122 @@
+"""PyInstaller hook for ``pyi_selfupdate``: collect the client, embed the update configuration.
+
+It runs only for apps whose import graph contains ``pyi_selfupdate`` (the app
+imports it, or is built with ``--hidden-import pyi_selfupdate``); other apps
+built in the same environment are untouched.
+
+* ``hiddenimports``: the client modules the runtime bootstrap needs (it is
+  imported from a runtime hook, whose imports' own hooks do not run), plus
+  ``requests`` and ``bsdiff4``.
+* ``excludedimports``: the release side, the CLI and the build tools never ship
+  in the app.
+* ``hook(hook_api)``: merges the configuration (environment > spec file
+  ``hooksconfig={"pyi_selfupdate": {...}}`` > ``[tool.pyi-selfupdate]`` in
+  ``./pyproject.toml`` > defaults; see ``pyi_selfupdate._config``), validates it
+  and embeds it as ``pyi_selfupdate/_embedded_config.json``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+from PyInstaller.utils.hooks import logger
+
+#: Top-level modules of the package that must never ship in the app.
+_BUILD_ONLY = {"__main__", "_cli", "_buildconfig", "release", "_hooks", "_templates"}
+
+#: The client modules the bootstrap needs (more are picked up from the package folder).
+_CLIENT = [
+    "protocol", "errors", "updater", "fetch", "_patch", "_install", "_schedule",
+    "_restart", "_config", "_bootstrap", "signing",
+]
+
+
+def _client_modules() -> list:
+    spec = importlib.util.find_spec("pyi_selfupdate")  # does not import the package
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    found = set()
+    for folder in folders:
+        for entry in os.listdir(folder):
+            name, ext = os.path.splitext(entry)
+            if ext == ".py" and name != "__init__" and name not in _BUILD_ONLY:
+                found.add(name)
+    wanted = [m for m in _CLIENT if m in found] + sorted(found - set(_CLIENT))
+    return ["pyi_selfupdate"] + [f"pyi_selfupdate.{m}" for m in wanted]
+
+
+hiddenimports = _client_modules() + ["requests", "bsdiff4"]
+
+excludedimports = [
+    "pyi_selfupdate.release",
+    "pyi_selfupdate._cli",
+    "pyi_selfupdate._buildconfig",
+    "pyi_selfupdate.__main__",
+    "pyi_selfupdate._hooks",
+    "pyi_selfupdate._templates",
+    "pluggy",
+    "PyInstaller",
+]
+
+_REPRO_WARNING = """\
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+pyi-selfupdate: PYTHONHASHSEED is {state}: THIS BUILD IS NOT REPRODUCIBLE.
+pyi-selfupdate: PyInstaller reorders base_library.zip at every such build, so
+pyi-selfupdate: the update patches between two releases will be ~80x larger
+pyi-selfupdate: (hundreds of KB instead of a few hundred bytes).
+pyi-selfupdate: Build with `pyi-selfupdate build app.py`, or set PYTHONHASHSEED=0
+pyi-selfupdate: in the environment of pyinstaller.
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"""
+
+
+def _embedded_path() -> str:
+    from PyInstaller.config import CONF
+
+    from pyi_selfupdate._config import EMBEDDED_DIR, EMBEDDED_NAME
+
+    workpath = CONF.get("workpath") or os.getcwd()
+    return os.path.join(workpath, "pyi_selfupdate", EMBEDDED_DIR, EMBEDDED_NAME)
+
+
+def hook(hook_api) -> None:
+    """Merge, validate and embed the update configuration; warn about unreproducible builds."""
+    from pyi_selfupdate._buildconfig import HOOKSCONFIG_NAME, build_config, dumps
+    from pyi_selfupdate._config import EMBEDDED_DIR
+    from pyi_selfupdate.errors import SelfUpdateError
+
+    seed = os.environ.get("PYTHONHASHSEED")
+    if seed is None or seed.strip() in ("", "random"):
+        for line in _REPRO_WARNING.format(state="unset" if not seed else repr(seed)).splitlines():
+            logger.warning(line)
+
+    spec_config = (getattr(hook_api.analysis, "hooksconfig", None) or {}).get(HOOKSCONFIG_NAME)
+    try:
+        config = build_config(spec_config)
+    except SelfUpdateError as exc:
+        logger.error("pyi-selfupdate: %s", exc)
+        raise SystemExit(f"pyi-selfupdate: build stopped: {exc}") from None
+
+    if not config["public_keys"]:
+        logger.warning(
+            "pyi-selfupdate: no public_keys configured: updates are verified by hash only, "
+            "not authenticated; anyone who controls the update server can replace the app"
+        )
+
+    data = dumps(config)
+    path = _embedded_path()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        with open(path, "rb") as fh:
+            unchanged = fh.read() == data
+    except OSError:
+        unchanged = False
+    if not unchanged:  # keep the mtime when nothing changed: PyInstaller's cache checks it
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    hook_api.add_datas([(path, EMBEDDED_DIR)])
+    logger.info(
+        "pyi-selfupdate: embedded update configuration (%d bytes): version %s, api_url %s, mode %s",
+        len(data), config["current_version"], config["api_url"], config["mode"],
+    )
