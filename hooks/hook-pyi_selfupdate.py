@@ -72,16 +72,15 @@ pyi-selfupdate: in the environment of pyinstaller.
 def _embedded_path() -> str:
     from PyInstaller.config import CONF
 
-    from pyi_selfupdate._config import EMBEDDED_DIR, EMBEDDED_NAME
+    from pyi_selfupdate._buildconfig import WORKPATH_FILE
 
-    workpath = CONF.get("workpath") or os.getcwd()
-    return os.path.join(workpath, "pyi_selfupdate", EMBEDDED_DIR, EMBEDDED_NAME)
+    return os.path.join(CONF.get("workpath") or os.getcwd(), WORKPATH_FILE)
 
 
 def hook(hook_api) -> None:
     """Merge, validate and embed the update configuration; warn about unreproducible builds."""
     from pyi_selfupdate._buildconfig import HOOKSCONFIG_NAME, build_config, dumps
-    from pyi_selfupdate._config import EMBEDDED_DIR
+    from pyi_selfupdate._config import EMBEDDED_DIR, EMBEDDED_NAME
     from pyi_selfupdate.errors import SelfUpdateError
 
     seed = os.environ.get("PYTHONHASHSEED")
@@ -93,7 +92,6 @@ def hook(hook_api) -> None:
     try:
         config = build_config(spec_config)
     except SelfUpdateError as exc:
-        logger.error("pyi-selfupdate: %s", exc)
         raise SystemExit(f"pyi-selfupdate: build stopped: {exc}") from None
 
     if not config["public_keys"]:
@@ -115,7 +113,8 @@ def hook(hook_api) -> None:
         with open(tmp, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
-    hook_api.add_datas([(path, EMBEDDED_DIR)])
+    # TOC form (dest, src, typecode): the bundle holds it as pyi_selfupdate/_embedded_config.json.
+    hook_api.add_datas([(EMBEDDED_DIR + "/" + EMBEDDED_NAME, path, "DATA")])
     logger.info(
         "pyi-selfupdate: embedded update configuration (%d bytes): version %s, api_url %s, mode %s",
         len(data), config["current_version"], config["api_url"], config["mode"],

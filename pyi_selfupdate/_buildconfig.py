@@ -23,6 +23,9 @@ log = logging.getLogger("pyi_selfupdate.build")
 ENV_PREFIX = "PYI_SELFUPDATE_"
 PYPROJECT_TABLE = "pyi-selfupdate"
 HOOKSCONFIG_NAME = "pyi_selfupdate"
+#: The hook writes the embedded config under this name in PyInstaller's workpath;
+#: ``pyi-selfupdate build`` touches it so a cached analysis never keeps stale settings.
+WORKPATH_FILE = "pyi_selfupdate_embedded_config.json"
 
 _URL_KEYS = ("api_url", "bin_url", "diff_url")
 _NULLABLE_STR = ("bin_url", "diff_url", "cmd_name")
@@ -353,3 +356,72 @@ def build_config(
 def dumps(config: Mapping[str, Any]) -> bytes:
     """The embedded form: compact JSON, sorted keys, ASCII, deterministic bytes."""
     return json.dumps(dict(config), sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+# ------------------------------------------------------------------ templates
+
+
+def read_template(name: str) -> str:
+    """The text of ``templates/<name>`` (installed as ``pyi_selfupdate._templates``)."""
+    try:
+        from importlib.resources import files
+
+        return files("pyi_selfupdate._templates").joinpath(name).read_text(encoding="utf-8")
+    except (ImportError, FileNotFoundError):  # running from a source checkout
+        return (Path(__file__).resolve().parent.parent / "templates" / name).read_text(encoding="utf-8")
+
+
+def render_spec(
+    script: "str | os.PathLike[str]",
+    *,
+    name: Optional[str] = None,
+    api_url: Optional[str] = None,
+    version: Optional[str] = None,
+    environ: Optional[Mapping[str, str]] = None,
+) -> Tuple[Path, str]:
+    """Render ``templates/selfupdate.spec`` for ``script``; return ``(spec path, text)``.
+
+    The spec goes next to the script and is named after ``name`` (default: the
+    script's stem), which is also written as ``cmd_name`` so that a renamed
+    executable keeps its update URLs. ``api_url`` and ``version`` are validated;
+    a required setting that is neither given nor found in ``pyproject.toml`` next
+    to the script or in the environment is written as a commented reminder.
+    """
+    from string import Template
+
+    from .protocol import validate_name
+
+    script = Path(script)
+    if not script.is_file():
+        raise ConfigError(f"{script} does not exist; give the path of the app's main script")
+    name = name or script.stem
+    validate_name(name, "name")
+    table, project_version = config_from_pyproject(script.resolve().parent)
+    env = config_from_env(os.environ if environ is None else environ)
+    probe = dict(DEFAULTS, api_url=api_url or "https://example.com/", current_version=version or "1")
+    validate(probe, {"api_url": "--api-url", "current_version": "--version"})
+
+    lines = []
+    if api_url:
+        lines.append(f'"api_url": {json.dumps(api_url)},')
+    elif "api_url" not in table and "api_url" not in env:
+        lines.append('# "api_url": "https://example.com/updates/",  # REQUIRED: set it here, in'
+                     ' pyproject.toml or PYI_SELFUPDATE_API_URL')
+    lines.append(f'"cmd_name": {json.dumps(name)},')
+    if version:
+        lines.append(f'"current_version": {json.dumps(version)},')
+    elif not project_version and "current_version" not in table and "current_version" not in env:
+        lines.append('# "current_version": "1.0.0",  # REQUIRED: set it here, as [project] version'
+                     ' in pyproject.toml or PYI_SELFUPDATE_CURRENT_VERSION')
+    else:
+        lines.append("# current_version: taken from pyproject.toml or PYI_SELFUPDATE_CURRENT_VERSION")
+    lines.append('"mode": "background",  # or "immediate" (install and restart at once) or "manual"')
+    spec_path = script.parent / f"{name}.spec"
+    text = Template(read_template("selfupdate.spec")).substitute(
+        name=name,
+        name_literal=json.dumps(name),
+        spec_file=spec_path.name,
+        script=json.dumps(script.name),
+        config_lines="\n".join(" " * 12 + line for line in lines),
+    )
+    return spec_path, text

@@ -28,6 +28,107 @@ def _cmd_release(args: argparse.Namespace) -> int:
     raise NotImplementedError
 
 
+# ----------------------------------------------------------------------- init
+
+
+def _add_init(sub: "argparse._SubParsersAction") -> None:
+    p = sub.add_parser(
+        "init",
+        help="write a PyInstaller spec file wired for self-update next to the app's script",
+        description="Render a onefile spec file for SCRIPT with the update settings filled in "
+        "(hooksconfig={'pyi_selfupdate': {...}}). An existing spec file is never overwritten.",
+    )
+    p.add_argument("--api-url", help="base URL of the update manifests, ending in '/'")
+    p.add_argument("--version", dest="app_version", metavar="VERSION",
+                   help="current version of the app (default: [project] version of pyproject.toml)")
+    p.add_argument("--name", help="name of the executable and of the app in the update URLs "
+                   "(default: the script's name)")
+    p.add_argument("script", help="the app's main script, e.g. app.py")
+    p.set_defaults(func=_cmd_init)
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from ._buildconfig import render_spec
+    from .errors import ConfigError
+
+    spec_path, text = render_spec(args.script, name=args.name, api_url=args.api_url, version=args.app_version)
+    try:
+        with open(spec_path, "x", encoding="utf-8") as fh:
+            fh.write(text)
+    except FileExistsError:
+        raise ConfigError(
+            f"{spec_path} already exists and is left as it is; remove it first, "
+            f"or add hooksconfig={{'pyi_selfupdate': {{...}}}} to its Analysis yourself"
+        ) from None
+    print(f"wrote {spec_path}")
+    if "# \"api_url\"" in text or "# \"current_version\"" in text:
+        print("  edit it: the lines marked REQUIRED must be set before the first build")
+    print(f"build it with: pyi-selfupdate build {spec_path}")
+    return 0
+
+
+# ---------------------------------------------------------------------- build
+
+_BUILD_USAGE = """\
+usage: pyi-selfupdate build [PyInstaller options...] SCRIPT.py | SPEC.spec
+
+Run PyInstaller (this interpreter's, `python -m PyInstaller`) the reproducible
+way: PYTHONHASHSEED=0 unless a fixed seed is already set, --onefile unless
+--onedir/--onefile is given or a .spec file is built. Every argument goes to
+PyInstaller as it is (see `python -m PyInstaller --help`). Rebuilding always
+re-embeds the current update settings (environment, spec, pyproject.toml).
+"""
+
+
+def _add_build(sub: "argparse._SubParsersAction") -> None:
+    # No option of our own: everything is passed through to PyInstaller.
+    p = sub.add_parser(
+        "build",
+        help="run PyInstaller reproducibly (PYTHONHASHSEED=0, --onefile); args go to PyInstaller",
+        prefix_chars="\x01",
+        add_help=False,
+        usage=argparse.SUPPRESS,
+    )
+    p.add_argument("pyinstaller_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_cmd_build)
+
+
+def _build_workpath(argv: List[str]) -> str:
+    for i, arg in enumerate(argv):
+        if arg == "--workpath" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--workpath="):
+            return arg.split("=", 1)[1]
+    return "build"
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    import glob
+    import os
+    import subprocess
+
+    argv = list(args.pyinstaller_args)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_BUILD_USAGE, end="")
+        return 0 if argv else 2
+    env = dict(os.environ)
+    seed = env.get("PYTHONHASHSEED", "").strip()
+    if seed in ("", "random"):
+        env["PYTHONHASHSEED"] = "0"
+    is_spec = any(a.endswith(".spec") for a in argv)
+    mode_given = any(a in ("-F", "--onefile", "-D", "--onedir") for a in argv)
+    extra = [] if is_spec or mode_given else ["--onefile"]
+    # PyInstaller reuses its cached analysis when the sources did not change, which
+    # would skip the hook and keep the old settings: mark the embedded file as new.
+    from ._buildconfig import WORKPATH_FILE
+
+    for stale in glob.glob(os.path.join(glob.escape(_build_workpath(argv)), "*", WORKPATH_FILE)):
+        os.utime(stale, None)
+    cmd = [sys.executable, "-m", "PyInstaller", *extra, *argv]
+    print(f"pyi-selfupdate: PYTHONHASHSEED={env['PYTHONHASHSEED']} {' '.join(cmd[1:])}", file=sys.stderr)
+    return subprocess.call(cmd, env=env)
+
+
 # ------------------------------------------------------------------ hooks-dir
 
 
@@ -45,7 +146,7 @@ def _cmd_hooks_dir(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------- main
 
-_SUBCOMMANDS = [_add_release, _add_hooks_dir]
+_SUBCOMMANDS = [_add_release, _add_hooks_dir, _add_init, _add_build]
 
 
 def _parser() -> argparse.ArgumentParser:
