@@ -1,7 +1,10 @@
 """A real HTTP server on 127.0.0.1 serving a release tree, for tests.
 
 It logs every request path (raw, as sent: ``%2B`` stays ``%2B``) and can be told
-to misbehave per path: an error status, a replacement body, or a delay.
+to misbehave per path: an error status, a replacement body, a delay, and the
+network faults of the fault-injection suite (a connection reset mid-body, a
+truncated body, a wrong Content-Length, a stalled socket, a redirect, a slow
+body sent chunk by chunk).
 """
 
 from __future__ import annotations
@@ -9,12 +12,15 @@ from __future__ import annotations
 import http.server
 import os
 import posixpath
+import socket
+import struct
+import sys
 import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 
 @dataclass
@@ -22,6 +28,21 @@ class Fault:
     status: Optional[int] = None  # answer this status instead of the file
     body: Optional[bytes] = None  # answer these bytes instead of the file
     delay: float = 0.0  # seconds to wait before answering
+    reset_after: Optional[int] = None  # send this many body bytes, then reset the connection (RST)
+    truncate_after: Optional[int] = None  # announce the whole length, send this many bytes, close
+    content_length: Optional[int] = None  # announce this Content-Length, send the real body
+    stall: float = 0.0  # send the headers, then nothing for this many seconds, then close
+    redirect: Optional[str] = None  # answer 302 with this Location (its own path: a redirect loop)
+    chunk_size: int = 0  # with chunk_delay: send the body in chunks of this many bytes,
+    chunk_delay: float = 0.0  # sleeping this long before each chunk (a slow server)
+
+
+class _QuietServer(http.server.ThreadingHTTPServer):
+    """Clients dropping connections on purpose (timeouts, resets) are not errors here."""
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 @dataclass
@@ -31,6 +52,10 @@ class ReleaseServer:
     log: List[str] = field(default_factory=list)
     faults: Dict[str, Fault] = field(default_factory=dict)
     handler: Optional[Callable] = None  # handler(request_handler) -> bool (True: handled)
+    port: int = 0  # 0: any free port; a fixed port for apps built with the URL embedded
+    # on_sent(path, time.monotonic()) after the last byte of a complete 200 body was sent
+    on_sent: Optional[Callable[[str, float], None]] = None
+    sent: List[Tuple[str, float]] = field(default_factory=list)  # the same, as a log
 
     def __post_init__(self) -> None:
         server = self
@@ -49,27 +74,80 @@ class ReleaseServer:
                 fault = server.faults.get(rel)
                 if fault and fault.delay:
                     time.sleep(fault.delay)
+                if fault and fault.redirect is not None:
+                    self.send_response(302)
+                    self.send_header("Location", fault.redirect)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
                 if fault and fault.status is not None:
                     return self._answer(fault.status, b"fault injected\n")
                 if fault and fault.body is not None:
-                    return self._answer(200, fault.body)
+                    return self._answer(200, fault.body, fault)
                 norm = posixpath.normpath(rel)
                 path = server.root / norm
                 if norm.startswith("..") or not path.is_file():
                     return self._answer(404, b"not found\n")
-                return self._answer(200, path.read_bytes())
+                return self._answer(200, path.read_bytes(), fault)
 
-            def _answer(self, status: int, body: bytes) -> None:
+            def _answer(self, status: int, body: bytes, fault: Optional[Fault] = None) -> None:
+                length = len(body)
+                if fault is not None and fault.content_length is not None:
+                    length = fault.content_length
                 self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", str(length))
                 self.send_header("Content-Type", "application/octet-stream")
                 self.end_headers()
                 try:
-                    self.wfile.write(body)
+                    if fault is None:
+                        self.wfile.write(body)
+                    else:
+                        self._faulty_body(body, fault)
+                        if self.close_connection:
+                            return None
+                    if status == 200:
+                        self._mark_sent()
                 except (BrokenPipeError, ConnectionResetError):
-                    pass
+                    self.close_connection = True
 
-        self._httpd = http.server.ThreadingHTTPServer((self.host, 0), Handler)
+            def _faulty_body(self, body: bytes, fault: Fault) -> None:
+                if fault.stall:
+                    self.wfile.flush()
+                    time.sleep(fault.stall)
+                    self.close_connection = True
+                    return
+                if fault.reset_after is not None:
+                    self.wfile.write(body[: fault.reset_after])
+                    self.wfile.flush()
+                    # SO_LINGER 0: close() sends RST instead of FIN
+                    self.connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
+                    self.connection.close()
+                    self.close_connection = True
+                    return
+                if fault.truncate_after is not None:
+                    body = body[: fault.truncate_after]
+                    self.close_connection = True
+                if fault.chunk_size > 0:
+                    for start in range(0, len(body), fault.chunk_size):
+                        if fault.chunk_delay:
+                            time.sleep(fault.chunk_delay)
+                        self.wfile.write(body[start : start + fault.chunk_size])
+                        self.wfile.flush()
+                else:
+                    self.wfile.write(body)
+                if self.close_connection:
+                    self.wfile.flush()
+
+            def _mark_sent(self) -> None:
+                self.wfile.flush()
+                now = time.monotonic()
+                server.sent.append((self.path, now))
+                if server.on_sent is not None:
+                    server.on_sent(self.path, now)
+
+        self._httpd = _QuietServer((self.host, self.port), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
