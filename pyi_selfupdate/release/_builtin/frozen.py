@@ -1,0 +1,127 @@
+"""Built-in release plugin: check the update settings embedded in a frozen app.
+
+A PyInstaller app built with pyi-selfupdate carries its update configuration as
+``pyi_selfupdate/_embedded_config.json`` in its archive. Releasing such a binary
+under another version than the one it was built with makes every client update
+itself forever (it downloads "1.2", restarts, still says "1.1", downloads again);
+releasing it under another cmd name hides the release from it. This plugin reads
+the embedded configuration back with PyInstaller's own archive reader and refuses
+both mistakes. Files that are not PyInstaller apps, and apps built without the
+plugin, release as before.
+
+:func:`read_embedded_config` and :func:`check_frozen_artifact` are usable on
+their own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, Dict, Optional
+
+from ...errors import ReleaseError
+
+log = logging.getLogger("pyi_selfupdate.release")
+
+#: Archive entry of the embedded configuration (``_config.EMBEDDED_DIR/EMBEDDED_NAME``).
+EMBEDDED_ENTRY = "pyi_selfupdate/_embedded_config.json"
+
+_COOKIE_MAGIC = b"MEI\014\013\012\013\016"
+
+try:  # the release engineer's marker, once it exists
+    from ..hookspecs import hookimpl  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - before hookspecs.py lands
+    import pluggy
+
+    hookimpl = pluggy.HookimplMarker("pyi_selfupdate")
+
+
+def read_embedded_config(path: "str | os.PathLike[str]") -> Optional[Dict[str, Any]]:
+    """The update configuration embedded in the frozen app at ``path``, or None.
+
+    None when ``path`` is not a PyInstaller onefile executable (no CArchive) or
+    was built without pyi-selfupdate's hook. Raises :class:`ReleaseError` when
+    the embedded entry exists but is not a JSON object.
+    """
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise ReleaseError(f"cannot read {os.fspath(path)!r} ({exc}); check the path") from None
+    if size < 88:
+        return None
+    try:
+        from PyInstaller.archive.readers import CArchiveReader
+    except ImportError:  # pragma: no cover - PyInstaller is a dependency
+        log.warning("PyInstaller is not installed: the settings embedded in %s are not checked", path)
+        return None
+    try:
+        archive = CArchiveReader(os.fspath(path))
+    except Exception as exc:  # not an archive, or bytes that only look like a cookie
+        log.debug("%s is not a PyInstaller app (%s)", path, exc)
+        return None
+    if EMBEDDED_ENTRY not in archive.toc:
+        log.debug("%s is a PyInstaller app built without pyi-selfupdate's hook", path)
+        return None
+    try:
+        data = json.loads(archive.extract(EMBEDDED_ENTRY).decode("utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+    except Exception as exc:
+        raise ReleaseError(
+            f"{os.fspath(path)} holds an unreadable {EMBEDDED_ENTRY} ({exc}); rebuild the app"
+        ) from None
+    return data
+
+
+def check_frozen_artifact(
+    path: "str | os.PathLike[str]", *, version: str, cmd_name: str
+) -> Optional[Dict[str, Any]]:
+    """Refuse a frozen app whose embedded version or cmd_name differs from the release.
+
+    Returns the embedded configuration (None for other files). When the app was
+    built without ``cmd_name`` it uses its executable's file name at run time:
+    a file name that differs from ``cmd_name`` is only warned about, since the
+    name it is installed under is not known here.
+    """
+    config = read_embedded_config(path)
+    if config is None:
+        return None
+    shown = os.fspath(path)
+    built = config.get("current_version")
+    if built != version:
+        raise ReleaseError(
+            f"{shown} was built as version {built!r} but is being released as {version!r}: "
+            f"its users would download it, still report {built!r} and update again at every "
+            f"check; rebuild it with current_version = {version!r} (spec hooksconfig, "
+            f"[tool.pyi-selfupdate] or PYI_SELFUPDATE_CURRENT_VERSION), or release it as {built!r}"
+        )
+    embedded_cmd = config.get("cmd_name")
+    if embedded_cmd is not None:
+        if embedded_cmd != cmd_name:
+            raise ReleaseError(
+                f"{shown} was built with cmd_name {embedded_cmd!r} but is being released as "
+                f"{cmd_name!r}: it asks for updates under {embedded_cmd!r} and would never see "
+                f"this release; release it with the cmd name {embedded_cmd!r} or rebuild it"
+            )
+    else:
+        stem = os.path.basename(shown)
+        if stem.lower().endswith(".exe"):
+            stem = stem[:-4]
+        if stem != cmd_name:
+            log.warning(
+                "%s was built without cmd_name, so it asks for updates under its own file name "
+                "(%r here) but is released as %r: it finds this release only when installed as %r; "
+                "set cmd_name at build time to make it independent of the file name",
+                shown, stem, cmd_name, cmd_name,
+            )
+    return config
+
+
+@hookimpl
+def release_check_artifact(context: Any, artifact: Any) -> None:
+    """Pipeline hook: :func:`check_frozen_artifact` on every input file of a release."""
+    path = getattr(artifact, "path", artifact)
+    version = getattr(artifact, "version", None) or getattr(context, "version")
+    cmd_name = getattr(artifact, "cmd_name", None) or getattr(context, "cmd_name")
+    check_frozen_artifact(path, version=version, cmd_name=cmd_name)
