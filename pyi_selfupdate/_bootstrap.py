@@ -1,0 +1,268 @@
+"""What the runtime hook runs in a frozen app, before the app's own code.
+
+Flow of :func:`run` (each step logs to the ``pyi_selfupdate`` logger, none raises):
+
+1. Read the configuration embedded at build time; stop if there is none, if it
+   is disabled (``enabled = false`` or ``PYI_SELFUPDATE_DISABLE=1`` in the
+   environment), or if the version is ``dev``.
+2. Tell the app's main process from its children: the main process marks the
+   environment with ``PYI_SELFUPDATE_MAIN=<pid>``. Multiprocessing workers and
+   other children started from ``sys.executable`` inherit it with another pid:
+   they only hold the shared instance lock and stop there.
+3. Hold the shared instance lock for the life of the process (an update is
+   installed only when no other process of the app runs).
+4. If the executable was replaced since this process started (another instance
+   installed an update meanwhile), restart at once as the new version. Clean
+   the leftovers of an interrupted install. If a complete, verified update is
+   staged and no other instance runs: install it and restart at once, so this
+   launch continues as the new version, with the same arguments.
+5. By ``mode``: ``background`` (default) checks and downloads in a daemon
+   thread when the schedule says so, staging the verified binary for the next
+   launch; at exit the app waits up to ``exit_wait`` seconds for an unfinished
+   download. ``immediate`` checks now and, if an update exists, installs it
+   and restarts at once. ``manual`` does nothing more: the app uses
+   :func:`updater_from_config` and :func:`pyi_selfupdate.restart` itself.
+
+Set ``PYI_SELFUPDATE_LOG=info`` (or ``debug``) in the environment to see these
+steps on stderr without touching the app's logging configuration.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+import threading
+from typing import Any, Dict, Optional
+
+from . import _install
+from ._config import load_embedded
+from ._restart import MAIN_MARKER, restart
+from .errors import ConfigError, SelfUpdateError
+from .protocol import DEV_VERSION
+from .updater import Updater
+
+__all__ = ["run", "updater_from_config", "embedded_config", "DISABLE_ENV", "LOG_ENV"]
+
+log = logging.getLogger("pyi_selfupdate")
+
+#: ``PYI_SELFUPDATE_DISABLE=1`` in the environment turns the bootstrap off.
+DISABLE_ENV = "PYI_SELFUPDATE_DISABLE"
+#: ``PYI_SELFUPDATE_LOG=<level>`` shows the bootstrap's log on stderr.
+LOG_ENV = "PYI_SELFUPDATE_LOG"
+
+_TRUE = ("1", "true", "yes", "on")
+
+# The process-wide state: the lock must live as long as the process.
+_lock: Any = None
+_thread: Optional[threading.Thread] = None
+_config: Optional[Dict[str, Any]] = None
+
+
+def embedded_config() -> Optional[Dict[str, Any]]:
+    """The update configuration embedded in this frozen app (a copy), or None if not frozen/absent."""
+    global _config
+    if _config is None:
+        _config = load_embedded()
+    return dict(_config) if _config is not None else None
+
+
+def _cmd_name(config: Dict[str, Any], target: str) -> str:
+    name = config.get("cmd_name")
+    if name:
+        return str(name)
+    base = os.path.basename(target)
+    if base.lower().endswith(".exe"):
+        base = base[:-4]
+    return base
+
+
+def updater_from_config(**overrides: Any) -> Updater:
+    """An :class:`~pyi_selfupdate.Updater` configured as this frozen app was built.
+
+    For apps that update themselves (``mode = "manual"``, or a "check for
+    updates" command)::
+
+        result = pyi_selfupdate.updater_from_config().update()
+        if result is not None and result.installed:
+            pyi_selfupdate.restart()   # at once: import nothing from the replaced file
+
+    ``overrides`` replace :class:`Updater` keyword arguments (``requester``,
+    ``on_successful_update``, ...). Raises
+    :class:`~pyi_selfupdate.errors.ConfigError` outside a frozen app built with
+    pyi-selfupdate.
+    """
+    config = embedded_config()
+    if config is None:
+        raise ConfigError(
+            "this program carries no embedded self-update configuration (it is not a frozen "
+            "app built with pyi-selfupdate); build it with PyInstaller and pyi_selfupdate "
+            "installed, or create pyi_selfupdate.Updater(...) with explicit settings"
+        )
+    target = overrides.pop("target", None) or sys.executable
+    kwargs: Dict[str, Any] = {
+        "current_version": config["current_version"],
+        "api_url": config["api_url"],
+        "bin_url": config.get("bin_url") or config["api_url"],
+        "diff_url": config.get("diff_url") or config["api_url"],
+        "dir": config.get("dir") or "update/",
+        "cmd_name": _cmd_name(config, target),
+        "force_check": bool(config.get("force_check")),
+        "check_time": config.get("check_time", 24),
+        "randomize_time": config.get("randomize_time", 0),
+        "target": target,
+    }
+    for key in ("public_keys", "allow_http"):
+        if config.get(key) not in (None, []) and key in _UPDATER_OPTIONAL:
+            kwargs[key] = config[key]
+    kwargs.update(overrides)
+    return Updater(**kwargs)
+
+
+def _optional_updater_keywords() -> frozenset:
+    try:
+        code = Updater.__init__.__code__
+        return frozenset(code.co_varnames[: code.co_argcount + code.co_kwonlyargcount])
+    except AttributeError:  # pragma: no cover
+        return frozenset()
+
+
+_UPDATER_OPTIONAL = _optional_updater_keywords()
+
+
+def _setup_logging() -> None:
+    level = os.environ.get(LOG_ENV, "").strip()
+    if not level:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("pyi-selfupdate[%(process)d]: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(level.upper() if level.upper() in logging._nameToLevel else logging.INFO)
+
+
+def _replaced_since_start(target: str) -> bool:
+    """True if ``target`` is no longer the file this process was started from (Linux only).
+
+    Another instance may have installed an update between our bootloader's start
+    and our taking the shared lock: we then run an old image while every new
+    import would read the new file.
+    """
+    try:
+        running = os.stat("/proc/self/exe")
+        on_disk = os.stat(target)
+    except OSError:
+        return False
+    return (running.st_dev, running.st_ino) != (on_disk.st_dev, on_disk.st_ino)
+
+
+def run() -> None:
+    """Run the self-update bootstrap of a frozen app; never raises into the app."""
+    try:
+        _run()
+    except SelfUpdateError as exc:
+        log.warning("self-update skipped: %s", exc)
+    except Exception:
+        log.exception("self-update bootstrap failed; the app starts as it is")
+
+
+def _run() -> None:
+    global _lock
+    _setup_logging()
+    if os.environ.get(DISABLE_ENV, "").strip().lower() in _TRUE:
+        log.debug("disabled by %s", DISABLE_ENV)
+        return
+    config = embedded_config()
+    if config is None:
+        log.debug("no embedded self-update configuration")
+        return
+    if not config.get("enabled", True):
+        log.debug("disabled by the build configuration (enabled = false)")
+        return
+    if config.get("current_version") == DEV_VERSION:
+        log.debug("version %r never updates", DEV_VERSION)
+        return
+
+    target = sys.executable
+    pid = str(os.getpid())
+    marker = os.environ.get(MAIN_MARKER)
+    child = bool(marker) and marker != pid
+    _lock = _install.instance_lock(target)
+    _lock.hold_shared()
+    if child:
+        log.debug("child process of %s: no update check", marker)
+        return
+    os.environ[MAIN_MARKER] = pid
+
+    if _replaced_since_start(target):
+        log.info("%s was updated by another instance since this launch; restarting", target)
+        restart()
+
+    updater = updater_from_config(target=target)
+    _install.cleanup_leftovers(target)
+    result = updater.install_staged()
+    if result is not None and result.installed:
+        log.info("installed staged update %s -> %s; restarting", result.from_version, result.to_version)
+        restart()
+
+    mode = config.get("mode", "background")
+    if mode == "immediate":
+        _immediate(updater)
+    elif mode == "background":
+        _start_background(updater, float(config.get("exit_wait", 10) or 0))
+    else:
+        log.debug("mode %r: the app checks for updates itself", mode)
+
+
+def _immediate(updater: Updater) -> None:
+    if not updater.check_due():
+        log.debug("not time to check for updates yet")
+        return
+    try:
+        result = updater.update()
+    except SelfUpdateError as exc:
+        log.warning("update check failed: %s", exc)
+        return
+    if result is not None and result.installed:
+        log.info("updated %s -> %s; restarting", result.from_version, result.to_version)
+        restart()
+    if result is not None:
+        log.info("update %s staged; another instance is running, installed at a later launch",
+                 result.to_version)
+
+
+def _background_stage(updater: Updater) -> None:
+    try:
+        result = updater.stage()
+    except SelfUpdateError as exc:
+        log.warning("background update check failed: %s", exc)
+        return
+    except Exception:
+        log.exception("background update check failed")
+        return
+    if result is not None:
+        log.info("update %s downloaded and verified; it is installed at the next launch",
+                 getattr(result, "to_version", result))
+    else:
+        log.debug("no update available")
+
+
+def _start_background(updater: Updater, exit_wait: float) -> None:
+    global _thread
+    if not updater.check_due():
+        log.debug("not time to check for updates yet")
+        return
+    _thread = threading.Thread(
+        target=_background_stage, args=(updater,), name="pyi-selfupdate", daemon=True
+    )
+    _thread.start()
+    if exit_wait > 0:
+        atexit.register(_wait_at_exit, _thread, exit_wait)
+
+
+def _wait_at_exit(thread: threading.Thread, timeout: float) -> None:
+    if thread.is_alive():
+        log.debug("waiting up to %ss for the update download", timeout)
+        thread.join(timeout)
+        if thread.is_alive():
+            log.info("update download unfinished at exit; a later launch resumes it")
