@@ -1,0 +1,230 @@
+"""A real frozen app (example_app) under server faults, as an unprivileged user, and ten at once.
+
+- Server faults: each kind on the manifest, and the heavier ones on the full
+  ``.gz`` (patch missing). The app starts normally every time: exit 0, the
+  same output as with self-update disabled, nothing on stderr, the executable
+  untouched, nothing left beside it; then the healthy server updates it within
+  two launches (stage, then install).
+- Install folder the user cannot write: the tests run as root, which ignores
+  permission bits, so the app runs as ``nobody`` from a root-owned 0755
+  folder. It starts normally, its log (``PYI_SELFUPDATE_LOG=info``) says why
+  it cannot update, the folder is unchanged.
+- Ten launches at once with an update staged: all exit 0 with the output of
+  1.0 or 1.1, exactly one installs, the executable ends as 1.1.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import _faultkit as kit
+from _server import Fault, ReleaseServer
+
+TEXT = "the quick brown fox\njumps over the lazy dog\nthe end\n"
+NOBODY = 65534
+
+
+def kinds(size: int, url_path: str):
+    half = max(1, size // 2)
+    return {
+        "404": Fault(status=404),
+        "500": Fault(status=500),
+        "connection reset mid-body": Fault(reset_after=half),
+        "truncated body": Fault(truncate_after=half),
+        "wrong Content-Length (short)": Fault(content_length=half),
+        "wrong Content-Length (long)": Fault(content_length=size + 4096),
+        "stalled socket": Fault(stall=15.0),
+        "redirect loop": Fault(redirect=url_path),
+        "garbage instead of the body": Fault(body=b"<html><body>502 Bad Gateway</body></html>\n" * 3),
+    }
+
+
+CASES = [(k, "manifest") for k in kinds(10, "/x")] + [
+    (k, "full") for k in ("500", "connection reset mid-body", "truncated body", "garbage instead of the body")
+]
+
+_TALLY = None
+
+
+def _tally() -> kit.Tally:
+    global _TALLY
+    if _TALLY is None:
+        _TALLY = kit.record(kit.Tally(
+            "server faults vs the frozen app (each kind on the manifest; 4 on the .gz)", 0,
+            "make test PYTEST_ARGS=tests/faults/test_frozen_faults.py",
+        ))
+    return _TALLY
+
+
+def _run(exe: Path, args, *, env=None, preexec=None, timeout=120):
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, cwd=exe.parent,
+                          preexec_fn=preexec, timeout=timeout)
+
+
+@pytest.fixture
+def installed(tmp_path, textstat):
+    inst = tmp_path / "inst"
+    inst.mkdir()
+    exe = kit.copy_exe(textstat.old, inst / textstat.name)
+    data = tmp_path / "words.txt"
+    data.write_text(TEXT)
+    return exe, data
+
+
+@pytest.mark.parametrize("kind,where", CASES, ids=[f"{w}-{k}" for k, w in CASES])
+def test_frozen_app_under_server_fault(kind, where, installed, textstat):
+    app = textstat
+    exe, data = installed
+    clean = _run(exe, ["count", str(data)], env=kit.app_env(log="", **kit.LOOK_ENV))
+    assert clean.returncode == 0 and clean.stdout.strip(), clean
+
+    server = ReleaseServer(app.root, port=app.port)
+    try:
+        faulted = app.files[where]
+        key = kit.rel_url_path(faulted, app.root)
+        server.faults[key] = kinds(faulted.stat().st_size, "/" + key)[kind]
+        if where == "full":
+            server.faults[kit.rel_url_path(app.files["patch"], app.root)] = Fault(status=404)
+        t0 = time.monotonic()
+        run = _run(exe, ["count", str(data)], env=kit.app_env(log=""))
+        took = time.monotonic() - t0
+        assert any(p.endswith(".json") for p in server.log), "the app did not check for updates"
+        assert run.returncode == 0, run
+        assert run.stdout == clean.stdout, "the app's output changed under a server fault"
+        assert run.stderr == "", f"the app printed on stderr: {run.stderr[-2000:]}"
+        assert exe.read_bytes() == app.old
+        assert kit.leftovers(exe.parent, app.name) == [], "stray files after a server fault"
+        tally = _tally()
+        tally.trials += 1
+        tally.outcomes["started normally, untouched"] += 1
+        tally.landed[f"{where}: {kind}: launch {took:.1f}s"] += 1
+
+        server.faults.clear()
+        outputs = []
+        for _ in range(2):
+            nxt = _run(exe, ["--version"], env=kit.app_env(log="info"))
+            outputs.append((nxt.returncode, nxt.stdout.strip(), nxt.stderr[-600:]))
+            assert nxt.returncode == 0, outputs
+            if app.new_version in nxt.stdout:
+                break
+        assert app.new_version in outputs[-1][1], outputs
+        assert exe.read_bytes() == app.new
+        assert kit.leftovers(exe.parent, app.name) == []
+        tally.recovery_tried += 1
+        tally.recovered += 1
+    finally:
+        server.close()
+
+
+def _as_nobody() -> None:
+    os.setgroups([])
+    os.setgid(NOBODY)
+    os.setuid(NOBODY)
+
+
+def test_frozen_app_in_folder_user_cannot_write(textstat):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create a folder the test user cannot write and drop to nobody")
+    app = textstat
+    base = kit.shared_dir("ro-app")
+    server = ReleaseServer(app.root, port=app.port)
+    try:
+        inst = base / "inst"
+        inst.mkdir()
+        inst.chmod(0o755)
+        exe = kit.copy_exe(app.old, inst / app.name, 0o755)
+        data = base / "words.txt"
+        data.write_text(TEXT)
+        data.chmod(0o644)
+        before = sorted(p.name for p in inst.iterdir())
+        probe = subprocess.run(["sh", "-c", f"touch '{inst}/probe'"], preexec_fn=_as_nobody, capture_output=True)
+        assert probe.returncode != 0 and not (inst / "probe").exists(), "nobody can write: test is void"
+
+        env = kit.app_env(log="info", HOME=str(base), TMPDIR="/tmp")
+        clean = _run(exe, ["count", str(data)], env=kit.app_env(log="", **kit.LOOK_ENV), preexec=_as_nobody)
+        assert clean.returncode == 0, clean
+        run = _run(exe, ["count", str(data)], env=env, preexec=_as_nobody)
+        assert any(p.endswith(".json") for p in server.log), "the app did not check for updates"
+        assert run.returncode == 0, run
+        assert run.stdout == clean.stdout
+        assert re.search(r"writable|permission|cannot write", run.stderr, re.I), (
+            f"no clear log message about the folder:\n{run.stderr[-2000:]}"
+        )
+        assert "Traceback" not in run.stderr, run.stderr
+        assert exe.read_bytes() == app.old
+        assert sorted(p.name for p in inst.iterdir()) == before
+        tally = kit.record(kit.Tally(
+            "frozen app in a folder its user cannot write (run as nobody)", 0,
+            "make test PYTEST_ARGS=tests/faults/test_frozen_faults.py::test_frozen_app_in_folder_user_cannot_write",
+        ))
+        tally.trials = 1
+        tally.outcomes["started normally, untouched"] = 1
+        lines = [l for l in run.stderr.splitlines() if re.search(r"writable|permission|cannot", l, re.I)]
+        tally.notes.append("log: " + (lines[0][:220] if lines else ""))
+
+        # nothing lost: whoever may write the folder (root) gets the update
+        outputs = []
+        for _ in range(2):
+            nxt = _run(exe, ["--version"], env=kit.app_env(log="info"))
+            outputs.append((nxt.returncode, nxt.stdout.strip()))
+            if app.new_version in nxt.stdout:
+                break
+        assert outputs[-1] == (0, f"textstat {app.new_version}"), outputs
+        tally.recovery_tried = tally.recovered = 1
+    finally:
+        server.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_ten_launches_at_once_with_update_staged(tmp_path, textstat):
+    app = textstat
+    inst = tmp_path / "inst"
+    inst.mkdir()
+    exe = kit.copy_exe(app.old, inst / app.name)
+    server = ReleaseServer(app.root, port=app.port)
+    try:
+        first = _run(exe, ["--version"], env=kit.app_env(log="info"))
+        assert first.returncode == 0 and app.old_version in first.stdout, first
+        assert (inst / f".{app.name}.staged.json").exists(), f"nothing staged:\n{first.stderr}"
+
+        procs = []
+        for i in range(10):
+            out = open(tmp_path / f"out{i}", "w+")
+            err = open(tmp_path / f"err{i}", "w+")
+            procs.append((subprocess.Popen([str(exe), "--version"], stdout=out, stderr=err,
+                                           env=kit.app_env(log="info"), cwd=inst), out, err))
+        results = []
+        for proc, out, err in procs:
+            proc.wait(timeout=180)
+            out.seek(0)
+            err.seek(0)
+            results.append((proc.returncode, out.read().strip(), err.read()))
+    finally:
+        server.close()
+
+    installs = sum(len(re.findall(r"installed staged update", e)) for _, _, e in results)
+    versions = [o for _, o, _ in results]
+    tally = kit.record(kit.Tally(
+        "ten launches at once with an update staged (frozen app)", 0,
+        "make test PYTEST_ARGS=tests/faults/test_frozen_faults.py::test_ten_launches_at_once_with_update_staged",
+    ))
+    tally.trials = 1
+    tally.outcomes[f"exit 0: {sum(1 for r, _, _ in results if r == 0)}/10"] += 1
+    tally.outcomes[f"installs: {installs}"] += 1
+    tally.notes.append("outputs: " + ", ".join(f"{v}x{versions.count(v)}" for v in sorted(set(versions))))
+    final = kit.judge(exe, app.versions, run=["--version"], env=kit.LOOK_ENV).state
+    tally.outcomes[f"executable ends {final}"] += 1
+    print(tally.summary())
+    for rc, out, err in results:
+        assert rc == 0, err[-2000:]
+        assert out in (f"textstat {app.old_version}", f"textstat {app.new_version}"), (out, err[-2000:])
+    assert installs == 1, [e[-800:] for _, _, e in results]
+    assert final == "new"
+    assert kit.leftovers(inst, app.name) == []

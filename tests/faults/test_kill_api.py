@@ -1,0 +1,171 @@
+"""kill -9 at random moments of ``Updater.update()``: the target is always old or new, never broken.
+
+A child process runs the public API on a real executable (a 2 MB shell script)
+while the server is slowed chunk by chunk, and is killed (its whole process
+group, SIGKILL) at a random moment. Half the trials draw the moment uniformly
+over the whole run (start-up, manifest, download); the other half draw it
+uniformly over the measured time between the last byte of the patch or ``.gz``
+leaving the server and the child's exit: that window holds the patch, the
+verification, the staging write, the fsyncs and each rename, and there is no
+test hook in the library, so many uniform draws over it are what hits each
+step. Where a kill landed is read from what it left behind (the files beside
+the target) and from the child's last library log line.
+
+Then "the next launch": a fresh process cleans leftovers and updates against
+the healthy server; it must end with the new version and nothing stray.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import statistics
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import _faultkit as kit
+from _server import Fault
+
+SLOW = {
+    "manifest": Fault(delay=0.05),
+    "patch": Fault(chunk_size=512, chunk_delay=0.03),
+    "full": Fault(chunk_size=64 << 10, chunk_delay=0.015),
+}
+
+
+def _arm(server, root: Path, files: dict, path_kind: str) -> str:
+    """Slow the server; for the full path make the patch 404. Returns the final artifact's URL path."""
+    server.faults.clear()
+    server.faults[kit.rel_url_path(files["manifest"], root)] = SLOW["manifest"]
+    if path_kind == "patch":
+        server.faults[kit.rel_url_path(files["patch"], root)] = SLOW["patch"]
+        return "/" + kit.rel_url_path(files["patch"], root)
+    server.faults[kit.rel_url_path(files["patch"], root)] = Fault(status=404)
+    server.faults[kit.rel_url_path(files["full"], root)] = SLOW["full"]
+    return "/" + kit.rel_url_path(files["full"], root)
+
+
+def _run(server, target: Path, logs: Path, *, want: str = "", kill_at=None, **extra):
+    """Run the updater child; kill it per ``kill_at`` = ("window"|"install", seconds)."""
+    sent = threading.Event()
+    t_sent = []
+
+    def on_sent(path: str, when: float) -> None:
+        if path == want:
+            t_sent.append(when)
+            sent.set()
+
+    server.on_sent = on_sent
+    out = open(logs / "stdout", "w+")
+    err = open(logs / "stderr", "w+")
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        kit.updater_cmd(target, server.url, **extra), stdout=out, stderr=err,
+        env=kit.child_env(), start_new_session=True,
+    )
+    killed = False
+    if kill_at is not None:
+        schedule, delay = kill_at
+        if schedule == "install":
+            sent.wait(timeout=60)
+        time.sleep(delay)
+        killed = kit.killpg(proc)
+    else:
+        proc.wait(timeout=120)
+    end = time.monotonic()
+    server.on_sent = None
+    out.seek(0)
+    err.seek(0)
+    return {
+        "killed": killed, "rc": proc.returncode, "stdout": out.read(), "stderr": err.read(),
+        "total": end - start, "after_sent": (end - t_sent[0]) if t_sent else None,
+    }
+
+
+def _fresh(work: Path, data: bytes) -> Path:
+    if work.exists():
+        shutil.rmtree(work)
+    (work / "inst").mkdir(parents=True)
+    (work / "logs").mkdir()
+    return kit.copy_exe(data, work / "inst" / kit.CMD, 0o750)
+
+
+def test_kill9_during_updater_update(tmp_path, serve, script_pair, script_tree):
+    root, files = script_tree
+    server = serve(root)
+    n = kit.trials(24)
+    seed = kit.seed()
+    print(f"seed {seed}, {n} trials")
+    rng = random.Random(seed)
+    tally = kit.record(kit.Tally(
+        "kill -9 during Updater.update() (2 MB executable, slowed server)", seed,
+        kit.reproduce("tests/faults/test_kill_api.py", seed),
+    ))
+
+    # Calibrate: how long an unkilled update takes per path, and how long after the
+    # last byte of the artifact it exits. The unkilled runs must succeed, too.
+    timing = {}
+    for path_kind in ("patch", "full"):
+        totals, afters = [], []
+        for i in range(2):
+            target = _fresh(tmp_path / f"cal-{path_kind}-{i}", script_pair["old"])
+            want = _arm(server, root, files, path_kind)
+            run = _run(server, target, target.parent.parent / "logs", want=want)
+            result = kit.parse_child(run["stdout"])
+            assert run["rc"] == 0 and result and result.get("result"), run["stderr"][-3000:]
+            assert result["result"]["method"] == path_kind, result
+            assert kit.judge(target, script_pair).state == "new"
+            totals.append(run["total"])
+            afters.append(run["after_sent"])
+        timing[path_kind] = (statistics.median(totals), statistics.median(afters))
+    tally.notes.append(
+        "calibration (median, s): "
+        + "; ".join(f"{k}: whole run {t:.2f}, last byte -> exit {a:.3f}" for k, (t, a) in timing.items())
+    )
+
+    for i in range(n):
+        path_kind = rng.choice(("patch", "full"))
+        schedule = rng.choice(("window", "install"))
+        total, after = timing[path_kind]
+        delay = rng.uniform(0, total if schedule == "window" else after)
+        target = _fresh(tmp_path / "trial", script_pair["old"])
+        inst, logs = target.parent, target.parent.parent / "logs"
+        want = _arm(server, root, files, path_kind)
+        run = _run(server, target, logs, want=want, kill_at=(schedule, delay))
+        tally.trials += 1
+        verdict = kit.judge(target, script_pair)
+        if not run["killed"]:
+            tally.outcomes[f"{verdict.state} (finished before the kill)"] += 1
+        else:
+            tally.outcomes[verdict.state] += 1
+        left = kit.leftovers(inst, kit.CMD)
+        tally.landed[f"{verdict.state} | {kit.normalize(left, kit.CMD)} | {kit.last_log(run['stderr'])}"] += 1
+        if verdict.state == "broken":
+            tally.failures.append(f"trial {i} ({path_kind}, {schedule} +{delay:.3f}s): {verdict.detail}")
+            continue
+
+        # the next launch, against the healthy server
+        server.faults.clear()
+        tally.recovery_tried += 1
+        rec = _run(server, target, logs, cleanup=True)
+        result = kit.parse_child(rec["stdout"]) or {}
+        after_verdict = kit.judge(target, script_pair)
+        stray = kit.leftovers(inst, kit.CMD)
+        if rec["rc"] == 0 and "error" not in result and after_verdict.state == "new" and not stray:
+            tally.recovered += 1
+        else:
+            tally.failures.append(
+                f"trial {i} ({path_kind}, {schedule} +{delay:.3f}s): recovery ended "
+                f"{after_verdict.state}, stray {stray}, result {result}, rc {rec['rc']}: "
+                f"{rec['stderr'][-600:]}"
+            )
+
+    print(tally.summary())
+    assert tally.outcomes.get("broken", 0) == 0, tally.summary()
+    assert not any(k.startswith("broken") for k in tally.outcomes), tally.summary()
+    assert tally.recovered == tally.recovery_tried, tally.summary()
+    assert tally.trials == n
