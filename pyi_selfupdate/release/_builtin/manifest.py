@@ -1,0 +1,36 @@
+"""Built-in release plugin: each platform's manifest, ``<cmd>/<plat>.json``."""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from ...errors import ManifestError, ReleaseError
+from ...protocol import Manifest
+from .._model import Artifact, ReleaseContext
+from ..hookspecs import hookimpl
+
+
+@hookimpl(trylast=True)
+def release_manifest(context: ReleaseContext, artifact: Artifact) -> Manifest:
+    """``Version`` and ``Sha256``, then the fields the plugins add, in registration order."""
+    base = Manifest(version=artifact.version, sha256=artifact.sha256)
+    results = context.pm.hook.release_manifest_fields(context=context, artifact=artifact, manifest=base)
+    extra: Dict[str, Any] = {}
+    # pluggy returns results newest plugin first: merge oldest first.
+    for fields in reversed(results):
+        if not isinstance(fields, dict):
+            raise ReleaseError(
+                f"a plugin returned {type(fields).__name__} from release_manifest_fields; "
+                "it must return a dict of extra manifest fields (or None)"
+            )
+        for key, value in fields.items():
+            if key in extra and extra[key] != value:
+                raise ReleaseError(
+                    f"two plugins set the manifest field {key!r} to different values "
+                    f"({extra[key]!r} and {value!r}); remove one of them"
+                )
+            extra[key] = value
+    try:
+        return Manifest(version=base.version, sha256=base.sha256, extra=extra)
+    except ManifestError as exc:
+        raise ReleaseError(f"a plugin's manifest field is refused: {exc}") from None

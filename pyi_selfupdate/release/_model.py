@@ -1,0 +1,217 @@
+"""The objects the release pipeline hands to its plugins, and what it returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from ..errors import InvalidNameError, ReleaseError
+from ..protocol import validate_name
+
+__all__ = [
+    "Artifact",
+    "ExtraFile",
+    "PatchJob",
+    "PatchSummary",
+    "ArtifactSummary",
+    "ReleaseContext",
+    "ReleaseSummary",
+]
+
+#: Signature of the ``progress`` callback: one human-readable line per slow step.
+ProgressCallback = Callable[[str], None]
+
+
+@dataclass
+class Artifact:
+    """One executable to release for one platform.
+
+    Filled by the collect step; ``size`` and ``sha256`` (raw 32 bytes) describe
+    the full binary and are known before anything is written, so check and
+    manifest plugins (a signer, for instance) can rely on them.
+    """
+
+    path: Path
+    cmd_name: str
+    platform: str
+    version: str
+    size: int = 0
+    sha256: bytes = b""
+    #: Free space for plugins to pass facts between hooks for this artifact.
+    data: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def manifest_relpath(self) -> str:
+        """``<cmd>/<plat>.json`` relative to the output folder."""
+        return f"{self.cmd_name}/{self.platform}.json"
+
+    @property
+    def full_relpath(self) -> str:
+        """``<cmd>/<version>/<plat>.gz`` relative to the output folder."""
+        return f"{self.cmd_name}/{self.version}/{self.platform}.gz"
+
+    def patch_relpath(self, old_version: str) -> str:
+        """``<cmd>/<old>/<version>/<plat>`` relative to the output folder."""
+        return f"{self.cmd_name}/{old_version}/{self.version}/{self.platform}"
+
+
+@dataclass(frozen=True)
+class PatchJob:
+    """One patch to compute: from the release ``old_version`` (its ``.gz`` at
+    ``old_gz``) to the artifact's bytes at ``new_path``."""
+
+    old_version: str
+    old_gz: Path
+    new_path: Path
+    new_sha256: bytes
+    relpath: str
+
+
+@dataclass(frozen=True)
+class ExtraFile:
+    """A file a plugin adds to the output tree: ``relpath`` is relative to the
+    output folder, uses ``/`` and may not leave it."""
+
+    relpath: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class PatchSummary:
+    """One patch ``old_version -> version`` of an artifact."""
+
+    old_version: str
+    size: int
+    reused: bool
+    #: Patch size divided by the size of the new version's ``.gz``.
+    ratio: float
+
+
+@dataclass
+class ArtifactSummary:
+    """What the release wrote (or found already written) for one artifact."""
+
+    cmd_name: str
+    platform: str
+    version: str
+    size: int
+    gz_size: int = 0
+    gz_reused: bool = False
+    patches: List[PatchSummary] = field(default_factory=list)
+    extra_files: List[str] = field(default_factory=list)
+    manifest_extra: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def patches_written(self) -> List[PatchSummary]:
+        return [p for p in self.patches if not p.reused]
+
+    @property
+    def patches_reused(self) -> List[PatchSummary]:
+        return [p for p in self.patches if p.reused]
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"  # pragma: no cover
+
+
+@dataclass
+class ReleaseSummary:
+    """The result of :func:`pyi_selfupdate.release.release`.
+
+    ``artifacts`` holds one :class:`ArtifactSummary` per platform released;
+    :meth:`format_table` renders it for people.
+    """
+
+    out: Path
+    version: str
+    artifacts: List[ArtifactSummary] = field(default_factory=list)
+    manifests: List[str] = field(default_factory=list)
+
+    @property
+    def files_written(self) -> int:
+        """How many files this run wrote (reused ones not counted)."""
+        n = len(self.manifests)
+        for a in self.artifacts:
+            n += (0 if a.gz_reused else 1) + len(a.patches_written) + len(a.extra_files)
+        return n
+
+    def format_table(self) -> str:
+        """A plain-text table: one line per full binary and per patch."""
+        rows = [("cmd", "platform", "from", "to", "size", "gz / patch", "ratio", "")]
+        for a in self.artifacts:
+            rows.append(
+                (a.cmd_name, a.platform, "(full)", a.version, _human(a.size), _human(a.gz_size),
+                 f"{a.gz_size / a.size:.1%}" if a.size else "-", "reused" if a.gz_reused else "")
+            )
+            for p in a.patches:
+                rows.append(
+                    (a.cmd_name, a.platform, p.old_version, a.version, "", _human(p.size),
+                     f"{p.ratio:.1%}", "reused" if p.reused else "")
+                )
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths).rstrip())
+        n_patches = sum(len(a.patches) for a in self.artifacts)
+        lines.append(
+            f"released {self.version} for {len(self.artifacts)} platform(s), "
+            f"{n_patches} patch(es), into {self.out}"
+        )
+        return "\n".join(lines)
+
+
+@dataclass
+class ReleaseContext:
+    """The state of one release, handed to every hook.
+
+    ``options`` carries settings for plugins (the CLI fills it from its
+    options, e.g. ``sign_keys``); ``artifacts`` is set by the collect step.
+    Plugins may call :meth:`write_file` to add a file to the output tree
+    (atomically, through the ``release_write_file`` hook).
+    """
+
+    path: Path
+    version: str
+    out: Path
+    cmd_name: Optional[str] = None
+    platform: Optional[str] = None
+    options: Dict[str, Any] = field(default_factory=dict)
+    progress: Optional[ProgressCallback] = None
+    artifacts: List[Artifact] = field(default_factory=list)
+    #: The ``pluggy.PluginManager`` running this release (its ``hook`` attribute).
+    pm: Any = None
+
+    def report(self, message: str) -> None:
+        """Send one progress line to the caller (no-op without a callback)."""
+        if self.progress is not None:
+            self.progress(message)
+
+    def target(self, relpath: str) -> Path:
+        """The absolute path of ``relpath`` in the output folder; refuses escapes."""
+        parts = relpath.split("/")
+        if not relpath or relpath.startswith("/") or "\\" in relpath:
+            raise ReleaseError(
+                f"output file {relpath!r} is not a relative '/'-separated path; "
+                "plugins must give paths relative to the output folder"
+            )
+        for part in parts:
+            try:
+                validate_name(part, "output path segment")
+            except InvalidNameError as exc:
+                raise ReleaseError(f"output file {relpath!r} is refused: {exc}") from None
+        return self.out.joinpath(*parts)
+
+    def write_file(self, relpath: str, data: bytes) -> Path:
+        """Write ``data`` to ``relpath`` in the output folder through the pipeline."""
+        self.target(relpath)
+        result = self.pm.hook.release_write_file(context=self, relpath=relpath, data=data)
+        if result is None:
+            raise ReleaseError(
+                f"no plugin wrote {relpath!r}; the built-in publish plugin must stay registered"
+            )
+        return Path(result)

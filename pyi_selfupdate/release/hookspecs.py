@@ -1,0 +1,180 @@
+"""Hook specifications of the release pipeline, for plugin authors.
+
+``pyi-selfupdate release`` is a pluggy pipeline; every built-in step (collect,
+compress, diff, manifest, publish) is an ordinary plugin implementing these
+hooks, and third-party plugins load from the entry-point group
+``pyi_selfupdate``::
+
+    # pyproject.toml of a plugin
+    [project.entry-points.pyi_selfupdate]
+    myplugin = "myplugin"
+
+    # myplugin.py
+    from pyi_selfupdate.release.hookspecs import hookimpl
+
+    @hookimpl
+    def release_manifest_fields(context, artifact, manifest):
+        return {"Size": artifact.size}
+
+Plugins can also be passed to :func:`pyi_selfupdate.release.release` with
+``plugins=[obj, ...]`` (any object or module with ``@hookimpl`` functions).
+
+Order of a release, and of the hooks:
+
+1. ``release_collect`` finds the artifacts in the input path (first result wins);
+   ``release_deduce_cmd_name`` names them when the input does not;
+2. ``release_check_artifact`` on every artifact: any plugin may refuse one by
+   raising :class:`~pyi_selfupdate.errors.ReleaseError`; nothing has been
+   written yet; then ``release_prepare`` (the output folder is writable);
+3. per artifact: ``release_compress`` (the ``.gz``), ``release_diff`` (patches
+   against every earlier release of the platform), ``release_extra_files``,
+   all written with ``release_write_file`` (atomic, one file at a time);
+4. per artifact: ``release_manifest`` builds the manifest, merging what
+   every ``release_manifest_fields`` returns;
+5. the manifests are written last, so a client never sees a version whose
+   files are not all there; then ``release_finished``.
+
+Hooks receive a :class:`~pyi_selfupdate.release.ReleaseContext` (``path``,
+``version``, ``out``, ``cmd_name``, ``platform``, ``options``, ``artifacts``,
+``report(msg)``, ``write_file(relpath, data)``) and, per artifact, an
+:class:`~pyi_selfupdate.release.Artifact` (``path``, ``cmd_name``,
+``platform``, ``version``, ``size``, ``sha256`` of the full binary, and a
+free ``data`` dict).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..protocol import Manifest
+    from ._model import Artifact, ExtraFile, PatchJob, ReleaseContext, ReleaseSummary
+
+#: The project name pluggy uses for markers and the entry-point group.
+PROJECT = "pyi_selfupdate"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+#: Decorate plugin functions with this marker.
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+__all__ = ["PROJECT", "hookspec", "hookimpl"]
+
+
+@hookspec(firstresult=True)
+def release_collect(context: "ReleaseContext") -> "Optional[List[Artifact]]":
+    """Find the artifacts to release in ``context.path``.
+
+    Return a list of :class:`Artifact` (``size`` and ``sha256`` may be left
+    empty: the pipeline fills them), or None to let the next plugin try. The
+    first non-None result wins; the built-in plugin understands one
+    executable, a ``<os>-<arch>[.exe]`` directory, a directory of
+    ``<os>-<arch>/`` folders and a PyInstaller ``dist/`` folder, and raises
+    :class:`ReleaseError` for any other shape. A plugin supporting another
+    input layout implements this with ``tryfirst=True``. An artifact whose
+    cmd name is not known yet has ``cmd_name == ""``.
+    """
+
+
+@hookspec(firstresult=True)
+def release_deduce_cmd_name(context: "ReleaseContext", artifacts: "Sequence[Artifact]") -> Optional[str]:
+    """Name artifacts the input did not name (a ``<os>-<arch>`` directory).
+
+    Called only when ``--cmd-name`` was not given and some artifact has no
+    cmd name; return the cmd name (for example read from the binaries), or
+    None. Without an answer the release is refused, asking for ``--cmd-name``.
+    """
+
+
+@hookspec
+def release_check_artifact(context: "ReleaseContext", artifact: "Artifact") -> None:
+    """Refuse ``artifact`` by raising :class:`ReleaseError` (message: problem and fix).
+
+    Called for every artifact, by every plugin, before anything is written.
+    The return value is ignored.
+    """
+
+
+@hookspec
+def release_prepare(context: "ReleaseContext") -> None:
+    """Called once after every check passed, before the slow work.
+
+    The built-in publish plugin checks here that the output folder can be
+    written (nothing is created yet). Raise :class:`ReleaseError` to stop.
+    """
+
+
+@hookspec(firstresult=True)
+def release_compress(context: "ReleaseContext", artifact: "Artifact", data: bytes) -> Optional[bytes]:
+    """Return the gzip stream of ``data`` (the full binary) for ``<version>/<plat>.gz``.
+
+    First result wins; the built-in plugin uses ``gzip`` at level 9 with a
+    zero timestamp (reproducible output).
+    """
+
+
+@hookspec(firstresult=True)
+def release_diff(
+    context: "ReleaseContext", artifact: "Artifact", jobs: "Sequence[PatchJob]"
+) -> "Optional[Iterable[Tuple[PatchJob, bytes]]]":
+    """Compute the bsdiff patches described by ``jobs``.
+
+    Return an iterable yielding ``(job, patch_bytes)`` as each patch is done
+    (in any order; the pipeline writes and reports each as it arrives). Each
+    patch must be ``bsdiff4.diff(gunzip(job.old_gz), new_bytes)``, the
+    BSDIFF40 format go-selfupdate clients apply. First result wins; the
+    built-in plugin diffs in a pool of worker processes
+    (``context.options["diff_workers"]``, default 2) so at most that many old
+    versions are held in memory at once. Jobs for patches already in the
+    tree are not passed: they are reused.
+    """
+
+
+@hookspec
+def release_extra_files(context: "ReleaseContext", artifact: "Artifact") -> "Optional[List[ExtraFile]]":
+    """Return extra files to add to the output tree for ``artifact`` (or None).
+
+    They are written after the artifact's ``.gz`` and patches, before any
+    manifest. Paths are relative to the output folder and may not leave it.
+    """
+
+
+@hookspec(firstresult=True)
+def release_manifest(context: "ReleaseContext", artifact: "Artifact") -> "Optional[Manifest]":
+    """Build ``artifact``'s manifest (first result wins).
+
+    The built-in manifest plugin builds ``Version`` and ``Sha256`` and merges
+    what every :func:`release_manifest_fields` implementation returns.
+    """
+
+
+@hookspec
+def release_manifest_fields(
+    context: "ReleaseContext", artifact: "Artifact", manifest: "Manifest"
+) -> Optional[Dict[str, Any]]:
+    """Return extra fields for ``artifact``'s manifest (or None).
+
+    ``manifest`` holds ``Version``, ``Sha256`` and the fields earlier plugins
+    added. Every result is merged into ``Manifest.extra``, written after
+    ``Version`` and ``Sha256``; Go clients ignore unknown fields. Two plugins
+    giving one field different values is an error; a field named like
+    ``Version``/``Sha256`` (any case) is refused.
+    """
+
+
+@hookspec(firstresult=True)
+def release_write_file(context: "ReleaseContext", relpath: str, data: bytes) -> Optional[str]:
+    """Write ``data`` to ``relpath`` (relative to ``context.out``), atomically.
+
+    Return the path written. First result wins; the built-in publish plugin
+    writes a temporary file in the same folder, fsyncs it, makes it 0644 and
+    renames it into place. A plugin that mirrors the tree elsewhere should
+    implement :func:`release_finished` instead: the pipeline reads earlier
+    releases back from ``context.out``.
+    """
+
+
+@hookspec
+def release_finished(context: "ReleaseContext", summary: "ReleaseSummary") -> None:
+    """Called once after every manifest is written (uploads, notifications)."""
