@@ -19,13 +19,52 @@ from .errors import SelfUpdateError
 # ------------------------------------------------------------------- release
 
 
+#: Options of the release parser that are arguments of release() itself; any
+#: other option added to the parser reaches the plugins as context.options[dest].
+_RELEASE_ARGS = ("command", "func", "verbose", "path", "version", "out", "platform", "cmd_name")
+
+
 def _add_release(sub: "argparse._SubParsersAction") -> None:
-    p = sub.add_parser("release", help="write a release into the static update tree")
+    p = sub.add_parser(
+        "release",
+        help="write a release into the static update tree",
+        description="Write OUT/<cmd>/<plat>.json, OUT/<cmd>/VERSION/<plat>.gz and bsdiff patches "
+        "OUT/<cmd>/<old>/VERSION/<plat> from every earlier release of each platform. PATH is one "
+        "executable, a folder of <os>-<arch>[.exe] files, a folder of <os>-<arch>/ folders each "
+        "holding one executable, or a PyInstaller dist/ folder holding one onefile executable. "
+        "Options may come before or after PATH and VERSION.",
+    )
+    p.add_argument("-o", "--out", default="public", metavar="OUT",
+                   help="root of the update tree (default: public); the release goes in OUT/<cmd>/")
+    p.add_argument("--platform", metavar="OS-ARCH",
+                   help="platform of a single executable, as Go names it (default: this machine's)")
+    p.add_argument("--cmd-name", metavar="NAME",
+                   help="name clients ask updates for (default: the executable's name without .exe; "
+                   "required for a folder of <os>-<arch> files)")
+    # --sign-key is reserved for the signing plugin's option.
+    p.add_argument("path", metavar="PATH", help="the executable, or the folder holding the executables")
+    p.add_argument("version", metavar="VERSION", help="the version being released, e.g. 1.2")
     p.set_defaults(func=_cmd_release)
 
 
 def _cmd_release(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    from .release import release
+
+    def progress(message: str) -> None:
+        print(f"pyi-selfupdate: {message}", file=sys.stderr, flush=True)
+
+    options = {k: v for k, v in vars(args).items() if k not in _RELEASE_ARGS}
+    summary = release(
+        args.path,
+        args.version,
+        out=args.out,
+        platform=args.platform,
+        cmd_name=args.cmd_name,
+        progress=progress,
+        options=options,
+    )
+    print(summary.format_table())
+    return 0
 
 
 # ----------------------------------------------------------------------- init
