@@ -183,9 +183,42 @@ def _cmd_hooks_dir(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------- keygen
+
+
+def _add_keygen(sub: "argparse._SubParsersAction") -> None:
+    p = sub.add_parser(
+        "keygen",
+        help="create an Ed25519 signing key for releases and print its public key",
+        description="Write a new Ed25519 private key to KEYFILE (mode 0600; an existing file is "
+        "never overwritten) and print the public key as the last line, in the form that goes "
+        "into the build configuration: public_keys = [\"ed25519:...\"] under "
+        "[tool.pyi-selfupdate] in pyproject.toml (or hooksconfig in a spec file). "
+        "Sign releases with `pyi-selfupdate release --sign-key KEYFILE`.",
+    )
+    p.add_argument("keyfile", metavar="KEYFILE", help="where to write the private key (must not exist)")
+    p.set_defaults(func=_cmd_keygen)
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from .signing import generate_private_key, write_private_key
+
+    key = generate_private_key()
+    write_private_key(args.keyfile, key)
+    print(f"wrote the private key {args.keyfile} (mode 0600, key id {key.key_id})")
+    print("  keep it secret and backed up: whoever holds it can make your apps install anything,")
+    print("  and losing it means shipping a new build before releases can be signed again.")
+    print("paste the public key into the build configuration, e.g. in pyproject.toml:")
+    print("  [tool.pyi-selfupdate]")
+    print(f"  public_keys = [\"{key.public_key_text}\"]")
+    print("public key:")
+    print(key.public_key_text)
+    return 0
+
+
 # --------------------------------------------------------------------- main
 
-_SUBCOMMANDS = [_add_release, _add_hooks_dir, _add_init, _add_build]
+_SUBCOMMANDS = [_add_release, _add_hooks_dir, _add_init, _add_build, _add_keygen]
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -40,3 +40,7 @@ class InstallError(SelfUpdateError):
 
 class ReleaseError(SelfUpdateError):
     """``pyi-selfupdate release`` refused its input; nothing was written."""
+
+
+class SignatureError(VerificationError):
+    """A signed-update check failed: unsigned, untrusted key, forged, mis-bound, expired or rolled back."""

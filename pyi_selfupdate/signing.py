@@ -1,0 +1,608 @@
+"""Signed updates: Ed25519 keys, the signed manifest fields, and their verification.
+
+go-selfupdate trusts whoever serves the manifest: the SHA-256 it checks arrives
+next to the file it checks. A signed manifest adds fields that a publisher's
+Ed25519 key signs, so that a compromised bucket, CDN or DNS cannot make an app
+install anything the publisher did not release:
+
+``CmdName``, ``Platform``
+    what the release is for (a manifest moved to another app's or platform's
+    URL is refused);
+``Size``
+    bytes of the full, uncompressed executable (caps every download);
+``Serial``
+    an integer that grows with every release of this cmd name and platform
+    (a client refuses a serial lower than one it accepted: no rollback, no replay);
+``Expires``
+    optional RFC 3339 UTC time after which the manifest is refused (no freeze);
+``Signatures``
+    a list of ``{"KeyId": ..., "Sig": ...}``, one per signing key (rotation).
+
+None of these keys equals ``Version`` or ``Sha256`` in any case, so Go clients,
+which match JSON keys case-insensitively and ignore unknown ones, still read the
+manifest as before.
+
+The signed message is ``b"pyi-selfupdate-manifest-v1\\n"`` followed by the
+compact JSON (sorted keys, ASCII only) of::
+
+    {"cmd": cmd_name, "expires": "YYYY-MM-DDTHH:MM:SSZ" or null,
+     "platform": platform, "serial": int, "sha256": "<std base64>",
+     "size": int, "version": version}
+
+JSON with sorted keys has a single encoding for these value types, and the
+domain prefix keeps the signature from being valid for anything else.
+
+The Ed25519 implementation is PyNaCl (libsodium): see SECURITY.md for why.
+The running app only verifies; the release side signs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import stat
+from dataclasses import dataclass
+from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+from .errors import ConfigError, SignatureError
+from .protocol import Manifest, validate_name
+
+__all__ = [
+    "PUBLIC_KEY_PREFIX",
+    "DOMAIN",
+    "SIGNED_KEYS",
+    "SignedInfo",
+    "PrivateKey",
+    "UnsignedManifestError",
+    "UntrustedKeyError",
+    "BadSignatureError",
+    "BindingMismatchError",
+    "ExpiredManifestError",
+    "RollbackError",
+    "MixAndMatchError",
+    "generate_private_key",
+    "write_private_key",
+    "load_private_key",
+    "parse_public_key",
+    "format_public_key",
+    "key_id",
+    "signed_message",
+    "sign_fields",
+    "verify_manifest",
+    "is_signed",
+    "format_expires",
+    "parse_expires",
+    "SerialState",
+    "read_serial_state",
+    "write_serial_state",
+]
+
+log = logging.getLogger("pyi_selfupdate.signing")
+
+#: Public keys are written ``ed25519:<standard base64 of the 32 raw bytes>``.
+PUBLIC_KEY_PREFIX = "ed25519:"
+#: Private key files hold one line ``ed25519-private:<base64 of the 32-byte seed>``.
+PRIVATE_KEY_PREFIX = "ed25519-private:"
+#: Domain separation: a signature over a manifest is valid for nothing else.
+DOMAIN = b"pyi-selfupdate-manifest-v1\n"
+
+#: More signature entries than this is not a rotation but an attempt to waste time.
+MAX_SIGNATURES = 16
+
+#: Every manifest key the signed format adds (none equals Version or Sha256 in any case).
+SIGNED_KEYS = ("CmdName", "Platform", "Size", "Serial", "Expires", "Signatures")
+
+
+# --------------------------------------------------------------------- errors
+
+
+class UnsignedManifestError(SignatureError):
+    """Keys are configured but the manifest carries no signature (or no signed fields)."""
+
+
+class UntrustedKeyError(SignatureError):
+    """The manifest is signed, but by no key the app trusts (e.g. a rotated-out key)."""
+
+
+class BadSignatureError(SignatureError):
+    """A trusted key's signature does not match the manifest's fields: they were altered."""
+
+
+class BindingMismatchError(SignatureError):
+    """A validly signed manifest is for another cmd name or platform than this app."""
+
+
+class ExpiredManifestError(SignatureError):
+    """The signed expiry time has passed: the server may be freezing the app on an old release."""
+
+
+class RollbackError(SignatureError):
+    """The manifest's serial is lower than one already accepted (rollback or replay)."""
+
+
+class MixAndMatchError(SignatureError):
+    """The manifest has the serial already accepted, but for a different version."""
+
+
+# ----------------------------------------------------------------------- keys
+
+
+def _nacl_signing() -> Any:
+    try:
+        import nacl.signing  # noqa: F401  (imported for its side effect and returned)
+        import nacl.exceptions  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - dependency is declared
+        raise ConfigError(
+            f"signed updates need PyNaCl ({exc}); install it with `pip install pynacl` "
+            "(a frozen app must be built in an environment that has it)"
+        ) from None
+    return nacl.signing
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str, what: str, length: Optional[int] = None) -> bytes:
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{what} is not standard base64") from None
+    if length is not None and len(raw) != length:
+        raise ValueError(f"{what} decodes to {len(raw)} bytes, not {length}")
+    return raw
+
+
+def key_id(public_key: bytes) -> str:
+    """Short, stable id of a raw 32-byte public key: 16 hex digits of its SHA-256."""
+    return hashlib.sha256(public_key).hexdigest()[:16]
+
+
+def format_public_key(public_key: bytes) -> str:
+    """``ed25519:<base64>``: the form that pastes into ``public_keys = ["..."]``."""
+    return PUBLIC_KEY_PREFIX + _b64(public_key)
+
+
+def parse_public_key(text: str) -> bytes:
+    """Return the 32 raw bytes of a public key written ``ed25519:<base64>``.
+
+    Raises :class:`ConfigError` naming the bad key and how to get a good one.
+    """
+    if not isinstance(text, str) or not text.strip().startswith(PUBLIC_KEY_PREFIX):
+        raise ConfigError(
+            f"public key {text!r} does not start with {PUBLIC_KEY_PREFIX!r}; paste the last "
+            "line printed by `pyi-selfupdate keygen KEYFILE` into public_keys"
+        )
+    try:
+        return _unb64(text.strip()[len(PUBLIC_KEY_PREFIX):], "the public key", 32)
+    except ValueError as exc:
+        raise ConfigError(
+            f"public key {text!r}: {exc}; paste the last line printed by "
+            "`pyi-selfupdate keygen KEYFILE` into public_keys"
+        ) from None
+
+
+@dataclass(frozen=True)
+class PrivateKey:
+    """An Ed25519 signing key (the 32-byte seed) and where it came from."""
+
+    seed: bytes
+    source: str = "<memory>"
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"PrivateKey(key_id={self.key_id!r}, source={self.source!r})"
+
+    @property
+    def public_key(self) -> bytes:
+        """The raw 32-byte public key."""
+        return bytes(_nacl_signing().SigningKey(self.seed).verify_key)
+
+    @property
+    def public_key_text(self) -> str:
+        """The public key as ``ed25519:<base64>``."""
+        return format_public_key(self.public_key)
+
+    @property
+    def key_id(self) -> str:
+        """Short id of the public key, as written in ``Signatures[].KeyId``."""
+        return key_id(self.public_key)
+
+    def sign(self, message: bytes) -> bytes:
+        """The 64-byte Ed25519 signature of ``message``."""
+        return bytes(_nacl_signing().SigningKey(self.seed).sign(message).signature)
+
+
+def generate_private_key() -> PrivateKey:
+    """A new random Ed25519 key (seed from the operating system's CSPRNG)."""
+    return PrivateKey(os.urandom(32))
+
+
+def _key_file_text(key: PrivateKey) -> str:
+    return (
+        "# pyi-selfupdate Ed25519 private key for signing releases. Keep it secret:\n"
+        "# whoever holds it can make every app that trusts it install anything.\n"
+        f"# public key: {key.public_key_text}\n"
+        f"{PRIVATE_KEY_PREFIX}{_b64(key.seed)}\n"
+    )
+
+
+def write_private_key(path: Union[str, "os.PathLike[str]"], key: PrivateKey) -> None:
+    """Create ``path`` holding ``key``, mode 0600; never overwrite an existing file.
+
+    Raises :class:`ConfigError` if ``path`` exists (or cannot be created).
+    """
+    path = os.fspath(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise ConfigError(
+            f"{path} already exists and is left untouched (a key is never overwritten: that "
+            "would lock every app that trusts it out of updates); choose another file name"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create the key file {path}: {exc.strerror}; choose a writable path") from None
+    try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fd = -1
+            fh.write(_key_file_text(key))
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        raise
+
+
+def load_private_key(path: Union[str, "os.PathLike[str]"]) -> PrivateKey:
+    """Read a key file written by ``pyi-selfupdate keygen``.
+
+    Logs a warning when the file is readable by others than its owner.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "r", encoding="ascii") as fh:
+            st = os.fstat(fh.fileno())
+            text = fh.read(4096)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"signing key {path} does not exist; create one with `pyi-selfupdate keygen {path}`"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the signing key {path}: {exc}; check the path") from None
+    if os.name == "posix" and stat.S_IMODE(st.st_mode) & 0o077:
+        log.warning(
+            "signing key %s is readable by other users (mode %o); run `chmod 600 %s`",
+            path, stat.S_IMODE(st.st_mode), path,
+        )
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith(PRIVATE_KEY_PREFIX):
+            try:
+                seed = _unb64(line[len(PRIVATE_KEY_PREFIX):], "the key", 32)
+            except ValueError as exc:
+                raise ConfigError(f"{path} is damaged ({exc}); restore it from your backup") from None
+            return PrivateKey(seed, source=path)
+    raise ConfigError(
+        f"{path} is not a pyi-selfupdate signing key (no {PRIVATE_KEY_PREFIX!r} line); "
+        "pass the file written by `pyi-selfupdate keygen`"
+    )
+
+
+# --------------------------------------------------------------------- expiry
+
+
+def format_expires(when: _dt.datetime) -> str:
+    """RFC 3339 UTC with second precision: ``2026-12-01T00:00:00Z``."""
+    if when.tzinfo is None:
+        raise ValueError("expiry times must be timezone-aware")
+    return when.astimezone(_dt.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_expires(text: str) -> _dt.datetime:
+    """Parse the ``Expires`` field (exactly ``YYYY-MM-DDTHH:MM:SSZ``) as an aware UTC time."""
+    if not isinstance(text, str) or len(text) != 20 or not text.endswith("Z"):
+        raise ValueError(f"expiry {text!r} is not YYYY-MM-DDTHH:MM:SSZ")
+    return _dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=_dt.timezone.utc)
+
+
+def _normalize_expires(expires: Union[None, str, _dt.datetime]) -> Optional[str]:
+    if expires is None:
+        return None
+    if isinstance(expires, _dt.datetime):
+        return format_expires(expires)
+    parse_expires(expires)
+    return expires
+
+
+# -------------------------------------------------------------------- signing
+
+
+def signed_message(
+    *,
+    cmd_name: str,
+    platform: str,
+    version: str,
+    sha256: bytes,
+    size: int,
+    serial: int,
+    expires: Optional[str],
+) -> bytes:
+    """The exact bytes a manifest signature covers (see the module docstring)."""
+    body = {
+        "cmd": cmd_name,
+        "expires": expires,
+        "platform": platform,
+        "serial": serial,
+        "sha256": _b64(sha256),
+        "size": size,
+        "version": version,
+    }
+    return DOMAIN + json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def _check_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{what} must be a non-negative integer, not {value!r}")
+    return value
+
+
+def sign_fields(
+    private_keys: Sequence[PrivateKey],
+    *,
+    cmd_name: str,
+    platform: str,
+    version: str,
+    sha256: bytes,
+    size: int,
+    serial: int,
+    expires: Union[None, str, _dt.datetime] = None,
+) -> dict:
+    """The extra manifest fields that sign one release with every key in ``private_keys``.
+
+    Returns an ordered dict (``CmdName, Platform, Size, Serial, [Expires,] Signatures``)
+    to merge into the manifest after ``Version`` and ``Sha256``.
+    """
+    if not private_keys:
+        raise ConfigError("no signing key given; pass --sign-key KEYFILE (create one with keygen)")
+    for value, what in ((cmd_name, "cmd name"), (platform, "platform"), (version, "version")):
+        validate_name(value, what)
+    if len(sha256) != 32:
+        raise ValueError("sha256 must be the 32 raw bytes of the digest")
+    _check_int(size, "size")
+    _check_int(serial, "serial")
+    exp = _normalize_expires(expires)
+    msg = signed_message(
+        cmd_name=cmd_name, platform=platform, version=version, sha256=bytes(sha256),
+        size=size, serial=serial, expires=exp,
+    )
+    sigs: List[dict] = []
+    seen = set()
+    for key in private_keys:
+        kid = key.key_id
+        if kid in seen:
+            continue
+        seen.add(kid)
+        sigs.append({"KeyId": kid, "Sig": _b64(key.sign(msg))})
+    fields: dict = {"CmdName": cmd_name, "Platform": platform, "Size": size, "Serial": serial}
+    if exp is not None:
+        fields["Expires"] = exp
+    fields["Signatures"] = sigs
+    return fields
+
+
+# --------------------------------------------------------------- verification
+
+
+@dataclass(frozen=True)
+class SignedInfo:
+    """What a verified manifest promises beyond Version and Sha256."""
+
+    size: int
+    serial: int
+    expires: Optional[_dt.datetime]
+    key_id: str
+
+
+def _trusted(public_keys: Iterable[Union[str, bytes]]) -> dict:
+    keys = {}
+    for k in public_keys:
+        raw = bytes(k) if isinstance(k, (bytes, bytearray)) else parse_public_key(k)
+        if len(raw) != 32:
+            raise ConfigError("a raw public key must be 32 bytes; use the ed25519:<base64> form")
+        keys[key_id(raw)] = raw
+    if not keys:
+        raise ConfigError("verification needs at least one public key; set public_keys")
+    return keys
+
+
+def verify_manifest(
+    manifest: Manifest,
+    *,
+    cmd_name: str,
+    platform: str,
+    public_keys: Sequence[Union[str, bytes]],
+    min_serial: Optional[int] = None,
+    min_serial_version: Optional[str] = None,
+    now: Optional[_dt.datetime] = None,
+    source: str = "the manifest",
+) -> SignedInfo:
+    """Check that ``manifest`` was signed for this app by a trusted key; return its promises.
+
+    ``cmd_name`` and ``platform`` are the app's own (never taken from the manifest).
+    ``min_serial`` is the highest serial this app accepted before and
+    ``min_serial_version`` the version it named: a lower serial is a rollback or
+    replay, the same serial with another version is mix-and-match.
+    ``now`` (aware; default: the current UTC time) is compared with ``Expires``.
+    Raises a :class:`~pyi_selfupdate.errors.SignatureError` subclass whose message
+    says what was wrong and what the publisher must do.
+    """
+    trusted = _trusted(public_keys)
+    extra = manifest.extra
+    sigs = extra.get("Signatures")
+    if not sigs:
+        raise UnsignedManifestError(
+            f"{source} is not signed, but this app only installs signed releases; the publisher "
+            "must release with `pyi-selfupdate release --sign-key KEYFILE`"
+        )
+    try:
+        if not isinstance(sigs, list) or len(sigs) > MAX_SIGNATURES:
+            raise ValueError(f"Signatures must be a list of at most {MAX_SIGNATURES} entries")
+        m_cmd = extra.get("CmdName")
+        m_plat = extra.get("Platform")
+        if not isinstance(m_cmd, str) or not isinstance(m_plat, str):
+            raise ValueError("CmdName and Platform must be strings")
+        size = _check_int(extra.get("Size"), "Size")
+        serial = _check_int(extra.get("Serial"), "Serial")
+        exp_text = extra.get("Expires")
+        expires = None if exp_text is None else parse_expires(exp_text)
+    except ValueError as exc:
+        raise UnsignedManifestError(
+            f"{source} has malformed signed fields ({exc}); the publisher must republish it "
+            "with `pyi-selfupdate release --sign-key KEYFILE`"
+        ) from None
+
+    entries: List[Tuple[str, bytes]] = []
+    seen_ids = []
+    for entry in sigs:
+        if not isinstance(entry, Mapping):
+            continue
+        kid, sig_text = entry.get("KeyId"), entry.get("Sig")
+        if not isinstance(kid, str) or not isinstance(sig_text, str):
+            continue
+        seen_ids.append(kid)
+        if kid in trusted:
+            try:
+                entries.append((kid, _unb64(sig_text, "Sig", 64)))
+            except ValueError:
+                entries.append((kid, b""))
+    if not entries:
+        raise UntrustedKeyError(
+            f"{source} is signed by key(s) {', '.join(seen_ids) or 'none'}, none of which this app "
+            f"trusts ({', '.join(sorted(trusted))}); a rotated-out or foreign key was used: the "
+            "publisher must sign with a key listed in the app's public_keys"
+        )
+
+    msg = signed_message(
+        cmd_name=m_cmd, platform=m_plat, version=manifest.version, sha256=manifest.sha256,
+        size=size, serial=serial, expires=exp_text,
+    )
+    signing = _nacl_signing()
+    from nacl.exceptions import BadSignatureError as _NaclBad
+
+    good: Optional[str] = None
+    for kid, sig in entries:
+        if len(sig) != 64:
+            continue
+        try:
+            signing.VerifyKey(trusted[kid]).verify(msg, sig)
+        except (_NaclBad, ValueError, TypeError):
+            continue
+        good = kid
+        break
+    if good is None:
+        raise BadSignatureError(
+            f"{source}: the signature by trusted key {entries[0][0]} does not match the manifest "
+            f"(Version {manifest.version!r}, its Sha256, Size, Serial or Expires were altered after "
+            "signing); refusing it. The server or the network is serving forged data"
+        )
+    if m_cmd != cmd_name or m_plat != platform:
+        raise BindingMismatchError(
+            f"{source} is validly signed, but for {m_cmd!r} on {m_plat!r}, not for this app "
+            f"({cmd_name!r} on {platform!r}); the server put another app's or platform's "
+            "manifest at this URL: the publisher must fix the tree"
+        )
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    if expires is not None and now >= expires:
+        raise ExpiredManifestError(
+            f"{source} expired at {exp_text} (version {manifest.version!r}, serial {serial}); "
+            "an attacker may be freezing this app on an old release, or the publisher must "
+            "re-sign the current release with a later --expires"
+        )
+    if min_serial is not None:
+        if serial < min_serial:
+            raise RollbackError(
+                f"{source} has serial {serial} (version {manifest.version!r}), lower than serial "
+                f"{min_serial} already accepted: an old manifest is being replayed to roll this app "
+                "back; a deliberate rollback must be published with `pyi-selfupdate rollback`"
+            )
+        if serial == min_serial and min_serial_version is not None and manifest.version != min_serial_version:
+            raise MixAndMatchError(
+                f"{source} has serial {serial} for version {manifest.version!r}, but serial {serial} "
+                f"was already accepted for version {min_serial_version!r}; two releases share a serial: "
+                "the publisher must release again (the serial grows by one each time)"
+            )
+    return SignedInfo(size=size, serial=serial, expires=expires, key_id=good)
+
+
+def is_signed(manifest: Manifest) -> bool:
+    """True if the manifest carries a ``Signatures`` field."""
+    return bool(manifest.extra.get("Signatures"))
+
+
+# ---------------------------------------------------------------- serial state
+
+
+@dataclass(frozen=True)
+class SerialState:
+    """The highest serial a client accepted, and the version it named."""
+
+    serial: int
+    version: str
+
+
+def read_serial_state(path: Union[str, "os.PathLike[str]"]) -> Optional[SerialState]:
+    """Read the state file; ``None`` if it does not exist.
+
+    A damaged file is a :class:`SignatureError`: forgetting the serial would
+    reopen the door to rollbacks, so the fix (deleting the file) is left to a person.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(4096)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SignatureError(
+            f"cannot read the accepted-serial file {path} ({exc.strerror}); fix its permissions"
+        ) from None
+    try:
+        doc = json.loads(data.decode("utf-8"))
+        return SerialState(_check_int(doc["Serial"], "Serial"), str(doc["Version"]))
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise SignatureError(
+            f"the accepted-serial file {path} is damaged; delete it to accept the server's current "
+            "release again (this re-allows any validly signed serial once)"
+        ) from None
+
+
+def write_serial_state(path: Union[str, "os.PathLike[str]"], state: SerialState) -> None:
+    """Atomically replace the state file with ``state`` (temp file, fsync, rename)."""
+    path = os.fspath(path)
+    tmp = f"{path}.tmp{os.getpid()}"
+    data = json.dumps({"Serial": state.serial, "Version": state.version}).encode("utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
