@@ -249,8 +249,8 @@ def _release_artifact(context: ReleaseContext, artifact: Artifact) -> ArtifactSu
 def release(
     path: "str | os.PathLike[str]",
     version: str,
-    *,
     out: "str | os.PathLike[str]" = "public",
+    *,
     platform: Optional[str] = None,
     cmd_name: Optional[str] = None,
     plugins: Iterable[Any] = (),
