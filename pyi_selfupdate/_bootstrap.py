@@ -34,6 +34,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from typing import Any, Dict, Optional
 
 from . import _install
@@ -188,7 +189,12 @@ def _run() -> None:
     marker = os.environ.get(MAIN_MARKER)
     child = bool(marker) and marker != pid
     _lock = _install.instance_lock(target)
-    _lock.hold_shared()
+    if not _lock.hold_shared():
+        # Another instance holds it exclusively: it is installing an update, which
+        # takes a moment. Wait for it, then see below whether our file was replaced.
+        deadline = time.monotonic() + 5.0
+        while not _lock.hold_shared() and time.monotonic() < deadline:
+            time.sleep(0.02)
     if child:
         log.debug("child process of %s: no update check", marker)
         return
