@@ -1,0 +1,142 @@
+"""dev and the cktime schedule: when the client checks, and what it writes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+
+from _server import Fault
+from pyi_selfupdate import FetchError, _schedule
+
+RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d)$")
+
+
+def _now():
+    return dt.datetime.now().astimezone()
+
+
+def test_dev_never_updates_and_makes_no_request(make_app, updater_for, server, payload_of):
+    target = make_app("1.0")
+    updater = updater_for(target, "dev", force_check=True)
+    assert updater.update() is None
+    assert updater.update_available() is None
+    assert updater.background_run() is None
+    assert updater.stage() is None
+    assert updater.install_staged() is None
+    assert server.log == []
+    assert target.read_bytes() == payload_of("1.0")
+    assert not updater.cktime_path.exists()
+
+
+def test_cktime_path_is_plain_concatenation(tmp_path, updater_for):
+    target = tmp_path / "myapp"
+    assert updater_for(target, "1.0").cktime_path == tmp_path / "update" / "cktime"
+    assert updater_for(target, "1.0", dir="").cktime_path == tmp_path / "cktime"
+    assert updater_for(target, "1.0", dir="my-").cktime_path == tmp_path / "my-cktime"
+
+
+def test_success_writes_next_check_in_go_format(make_app, updater_for, payload_of):
+    target = make_app("1.0")
+    updater = updater_for(target, "1.0", check_time=24, randomize_time=2)
+    before = _now()
+    assert updater.background_run().installed
+    text = updater.cktime_path.read_text()
+    assert RFC3339.match(text), text  # no newline, seconds, offset or Z
+    when = _schedule.parse_rfc3339(text)
+    low = before + dt.timedelta(hours=24) - dt.timedelta(seconds=2)
+    high = _now() + dt.timedelta(hours=26) + dt.timedelta(seconds=2)
+    assert low <= when <= high
+    assert target.read_bytes() == payload_of("1.4+meta")
+
+
+def test_future_cktime_means_no_request(make_app, updater_for, server):
+    target = make_app("1.0")
+    updater = updater_for(target, "1.0", check_time=24)
+    _schedule.write_next_check(updater.cktime_path, _now() + dt.timedelta(hours=5))
+    assert not updater.check_due()
+    assert updater.background_run() is None
+    assert server.log == []
+
+
+def test_force_check_overrides_schedule(make_app, updater_for, server):
+    target = make_app("1.0")
+    updater = updater_for(target, "1.0", check_time=24, force_check=True)
+    _schedule.write_next_check(updater.cktime_path, _now() + dt.timedelta(hours=5))
+    assert updater.background_run().installed
+    assert server.log[0] == "/myapp/linux-amd64.json"
+
+
+def test_past_cktime_checks(make_app, updater_for, server):
+    target = make_app("1.0")
+    updater = updater_for(target, "1.0", check_time=24)
+    _schedule.write_next_check(updater.cktime_path, _now() - dt.timedelta(minutes=1))
+    assert updater.background_run().installed
+    assert len(server.log) == 2
+
+
+@pytest.mark.parametrize("content", [b"garbage", b"", b"\xff\xfe\x00", b"2026-13-45T99:00:00Z",
+                                     b"1000h"])
+def test_unreadable_cktime_checks_now(content, make_app, updater_for, server):
+    target = make_app("1.0")
+    updater = updater_for(target, "1.0", check_time=24)
+    updater.cktime_path.parent.mkdir(parents=True, exist_ok=True)
+    updater.cktime_path.write_bytes(content)
+    assert updater.check_due()
+    assert updater.background_run().installed
+    assert server.log[0] == "/myapp/linux-amd64.json"
+
+
+def test_cktime_folder_is_created(make_app, updater_for):
+    target = make_app("1.0")
+    updater = updater_for(target, "1.0", dir="deep/er/")
+    updater.background_run()
+    assert (target.parent / "deep" / "er" / "cktime").is_file()
+
+
+def test_failure_does_not_block_for_days(make_app, updater_for, server, payload_of):
+    target = make_app("1.0")
+    server.faults["myapp/linux-amd64.json"] = Fault(status=500)
+    updater = updater_for(target, "1.0", check_time=72)
+    with pytest.raises(FetchError):
+        updater.background_run()
+    when = _schedule.read_next_check(updater.cktime_path)
+    assert when is not None and when <= _now() + dt.timedelta(hours=1, seconds=5)
+    assert target.read_bytes() == payload_of("1.0")
+    # the server heals; once the retry time has come, the next run succeeds
+    del server.faults["myapp/linux-amd64.json"]
+    _schedule.write_next_check(updater.cktime_path, when - dt.timedelta(hours=2))
+    assert updater.background_run().installed
+
+
+def test_zero_check_time_checks_every_run(make_app, updater_for, server):
+    target = make_app("1.4+meta")
+    updater = updater_for(target, "1.4+meta", check_time=0)
+    assert updater.background_run() is None
+    assert updater.background_run() is None
+    assert server.log == ["/myapp/linux-amd64.json"] * 2
+
+
+def test_format_rfc3339_like_go():
+    utc = dt.datetime(2026, 11, 28, 10, 0, 0, 123456, tzinfo=dt.timezone.utc)
+    assert _schedule.format_rfc3339(utc) == "2026-11-28T10:00:00Z"
+    cet = dt.datetime(2026, 11, 28, 10, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    assert _schedule.format_rfc3339(cet) == "2026-11-28T10:00:00+01:00"
+    ist = dt.datetime(2026, 11, 28, 10, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=-3, minutes=-30)))
+    assert _schedule.format_rfc3339(ist) == "2026-11-28T10:00:00-03:30"
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("2026-11-28T10:00:00+01:00", dt.datetime(2026, 11, 28, 9, 0, tzinfo=dt.timezone.utc)),
+    ("2026-11-28T10:00:00Z", dt.datetime(2026, 11, 28, 10, 0, tzinfo=dt.timezone.utc)),
+    ("2026-11-28T10:00:00.5Z", dt.datetime(2026, 11, 28, 10, 0, 0, 500000, tzinfo=dt.timezone.utc)),
+])
+def test_parse_rfc3339(text, expected):
+    assert _schedule.parse_rfc3339(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "2026-11-28", "2026-11-28 10:00:00", "tomorrow",
+                                  "2026-11-28T10:00:00", "2026-11-28T10:00:00+0100"])
+def test_parse_rfc3339_rejects(text):
+    assert _schedule.parse_rfc3339(text) is None
