@@ -220,14 +220,20 @@ def _release_artifact(context: ReleaseContext, artifact: Artifact) -> ArtifactSu
         if results is None:
             raise ReleaseError("no plugin computed the patches; keep the built-in diff plugin registered")
         done = 0
-        for job, patch in results:
-            context.write_file(job.relpath, patch)
-            done += 1
-            summary.patches.append(PatchSummary(job.old_version, len(patch), False, len(patch) / max(summary.gz_size, 1)))
-            context.report(
-                f"diffed {job.old_version} -> {artifact.version} {artifact.platform}: "
-                f"{_human(len(patch))} ({done}/{len(jobs)}, {time.monotonic() - started:.1f} s)"
-            )
+        try:
+            for job, patch in results:
+                context.write_file(job.relpath, patch)
+                done += 1
+                ratio = len(patch) / max(summary.gz_size, 1)
+                summary.patches.append(PatchSummary(job.old_version, len(patch), False, ratio))
+                context.report(
+                    f"diffed {job.old_version} -> {artifact.version} {artifact.platform}: "
+                    f"{_human(len(patch))} ({done}/{len(jobs)}, {time.monotonic() - started:.1f} s)"
+                )
+        finally:
+            close = getattr(results, "close", None)
+            if close is not None:  # stop the worker pool now, not at garbage collection
+                close()
         if done != len(jobs):
             raise ReleaseError(
                 f"the diff plugin returned {done} of {len(jobs)} patches; run the same release again"
