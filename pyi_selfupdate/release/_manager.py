@@ -19,6 +19,7 @@ ENTRY_POINT_GROUP = hookspecs.PROJECT
 #: Each is an ordinary plugin; add a module name here to add a built-in step.
 DEFAULT_PLUGINS = [
     "collect",
+    "frozen",
     "compress",
     "diff",
     "manifest",

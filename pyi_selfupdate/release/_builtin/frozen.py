@@ -125,3 +125,21 @@ def release_check_artifact(context: Any, artifact: Any) -> None:
     version = getattr(artifact, "version", None) or getattr(context, "version")
     cmd_name = getattr(artifact, "cmd_name", None) or getattr(context, "cmd_name")
     check_frozen_artifact(path, version=version, cmd_name=cmd_name)
+
+
+@hookimpl
+def release_deduce_cmd_name(context: Any, artifacts: Any) -> Optional[str]:
+    """Name unnamed artifacts (an ``<os>-<arch>`` folder) by the cmd_name they were built with.
+
+    Answers only when every frozen artifact that embeds a cmd_name agrees on it.
+    """
+    names = set()
+    for artifact in artifacts:
+        config = read_embedded_config(artifact.path)
+        if config and config.get("cmd_name"):
+            names.add(config["cmd_name"])
+    if len(names) == 1:
+        return names.pop()
+    if len(names) > 1:
+        log.warning("the binaries were built with different cmd_names (%s)", ", ".join(sorted(names)))
+    return None
