@@ -175,9 +175,39 @@ def child_env(extra: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
     return env
 
 
-def updater_cmd(target: Path, url: str, **extra) -> List[str]:
+def updater_cmd(target: Path, url: str, *, python: Optional[str] = None, **extra) -> List[str]:
     args = {"target": str(target), "url": url, "cmd": CMD, "plat": PLAT, **extra}
-    return [sys.executable, "-c", UPDATER_CHILD, json.dumps(args)]
+    return [python or sys.executable, "-c", UPDATER_CHILD, json.dumps(args)]
+
+
+def python_for_user(preexec, env: Mapping[str, str]) -> Optional[Tuple[str, Dict[str, str]]]:
+    """An interpreter an unprivileged user can run with this one's packages, and its env.
+
+    The test interpreter may live where only root can reach it (``/root/.pyenv``);
+    then a system interpreter of the same version runs with this interpreter's
+    site-packages on ``PYTHONPATH``. None if neither works.
+    """
+    import site
+    import shutil as _shutil
+
+    ver = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    paths = [str(REPO)] + [p for p in site.getsitepackages() if os.path.isdir(p)]
+    candidates = [sys.executable, f"/usr/bin/python{ver}", _shutil.which(f"python{ver}"),
+                  f"/usr/local/bin/python{ver}"]
+    for cand in dict.fromkeys(c for c in candidates if c):
+        run_env = dict(env)
+        if cand != sys.executable:
+            run_env["PYTHONPATH"] = os.pathsep.join(paths)
+        try:
+            probe = subprocess.run(
+                [cand, "-c", "import bsdiff4, requests, pyi_selfupdate"], preexec_fn=preexec,
+                env=run_env, capture_output=True, timeout=60,
+            )
+        except OSError:
+            continue
+        if probe.returncode == 0:
+            return cand, run_env
+    return None
 
 
 def parse_child(stdout: str) -> Optional[dict]:
@@ -256,6 +286,23 @@ def normalize(names: Iterable[str], name: str) -> str:
         n = re.sub(r"\d+", "N", n)
         out.add(n)
     return ",".join(sorted(out)) or "-"
+
+
+def describe_leftovers(folder: Path, name: str, versions: Mapping[str, bytes]) -> str:
+    """:func:`normalize` of the leftovers, each marked by content: ``=new``, ``=old`` or ``partial``.
+
+    A ``.new`` file that already holds the whole new version means the kill fell
+    between the finished write and the rename; a partial one, during the write.
+    """
+    digests = {sha256(v): k for k, v in versions.items()}
+    labels = []
+    for n in leftovers(folder, name):
+        path = folder / n
+        tag = ""
+        if path.is_file() and not n.endswith(".json"):
+            tag = "=" + digests.get(sha256(path.read_bytes()), "partial")
+        labels.append(normalize([n], name) + tag)
+    return ",".join(sorted(labels)) or "-"
 
 
 _LOG_LINE = re.compile(r"^(\d+\.\d+) (\w+) (\S+) (.*)$")

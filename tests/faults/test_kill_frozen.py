@@ -139,10 +139,8 @@ def _run_trials(tmp_path: Path, app: kit.FrozenPair, server: ReleaseServer) -> N
         verdict = kit.judge(exe, app.versions, run=["--version"], env=kit.LOOK_ENV)
         label = verdict.state if run["killed"] else f"{verdict.state} (finished before the kill)"
         tally.outcomes[label] += 1
-        left = kit.leftovers(inst, app.name)
-        tally.landed[
-            f"{phase}: {verdict.state} | {kit.normalize(left, app.name)} | {kit.last_log(run['stderr'])}"
-        ] += 1
+        left = kit.describe_leftovers(inst, app.name, app.versions)
+        tally.landed[f"{phase}: {verdict.state} | {left} | {kit.last_log(run['stderr'])}"] += 1
         if verdict.state == "broken":
             tally.failures.append(f"trial {i} ({phase}, {path_kind}, +{delay:.3f}s): {verdict.detail}")
             continue
