@@ -1,9 +1,12 @@
 """kill -9 during ``pyi-selfupdate release``: the tree stays consistent and a re-run completes it.
 
-The tree already holds two releases of a 3 MB executable; the third is
+The tree already holds two releases of a 2 MB executable; the third is
 released by the real CLI in a subprocess (compressing, diffing against both
-earlier versions, publishing) and killed at a moment drawn uniformly over the
-measured duration of an unkilled run. After the kill, every manifest must
+earlier versions, publishing) and killed at a random moment: half the trials
+draw it uniformly over the measured duration of an unkilled run (mostly the
+diffs), half over the measured publishing window (from the first new file
+appearing in the tree to the manifest's rename, with margins), where the
+renames happen. After the kill, every manifest must
 point at complete files (its ``.gz`` decompresses to bytes whose SHA-256 is the
 manifest's) and every file under a final name must be complete (a ``.gz`` is
 exactly its version, a patch turns the old version into exactly the new one);
@@ -19,6 +22,7 @@ import random
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -31,7 +35,7 @@ VERSIONS = ["1.0", "1.1", "1.2"]
 
 
 def _inputs(base: Path):
-    data = {v: kit.script_version(v, size=3 << 20, variant=7) for v in VERSIONS}
+    data = {v: kit.script_version(v, size=2 << 20, variant=7) for v in VERSIONS}
     files = {}
     for v, b in data.items():
         folder = base / "inputs" / v
@@ -102,31 +106,55 @@ def test_kill9_during_release(tmp_path):
     assert not problems and not temps and version == VERSIONS[1], (problems, temps, version)
 
     new = VERSIONS[2]
-    # calibrate: an unkilled release of the third version
+    # calibrate: an unkilled release of the third version, watching files appear
     out = tmp_path / "cal"
     shutil.copytree(base_tree, out)
+    before = {p for p in out.rglob("*") if p.is_file()}
+    seen = {}
+    stop = threading.Event()
+
+    def watch(t0: float) -> None:
+        while not stop.is_set():
+            for p in out.rglob("*"):
+                if p not in before and p not in seen:
+                    seen[p] = time.monotonic() - t0
+            time.sleep(0.002)
+
     t0 = time.monotonic()
+    watcher = threading.Thread(target=watch, args=(t0,), daemon=True)
+    watcher.start()
     proc = subprocess.run(_release_cmd(out, exes[new], new), env=env, capture_output=True, text=True)
     duration = time.monotonic() - t0
+    stop.set()
+    watcher.join()
     assert proc.returncode == 0, proc.stderr
+    manifest = out / CMD / f"{kit.PLAT}.json"
+    finals_seen = sorted(t for p, t in seen.items() if p.is_file() and ".pyi-tmp-" not in p.name)
+    publish_start = min(finals_seen[1:] or finals_seen or [0.0])  # after the .gz: the patches
+    publish_end = max(publish_start, max(finals_seen or [duration])) + 0.05
+    publish_start = max(0.0, publish_start - 0.1)
     problems, temps, version = _check_tree(out, data)
     assert not problems and not temps and version == new, (problems, temps, version)
 
-    n = kit.scaled_trials(6, 0.25)
+    n = kit.scaled_trials(5, 0.25)
     seed = kit.seed()
     print(f"seed {seed}, {n} trials, unkilled release {duration:.2f}s")
     rng = random.Random(seed)
     tally = kit.record(kit.Tally(
-        f"kill -9 during pyi-selfupdate release (3 MB executable, 2 earlier versions)", seed,
+        f"kill -9 during pyi-selfupdate release (2 MB executable, 2 earlier versions)", seed,
         kit.reproduce("tests/faults/test_kill_release.py", seed),
     ))
-    tally.notes.append(f"an unkilled release takes {duration:.2f}s here; kills drawn uniformly over it")
+    tally.notes.append(
+        f"an unkilled release takes {duration:.2f}s here; half the kills drawn over it, half over "
+        f"the publishing window {publish_start:.2f}-{publish_end:.2f}s"
+    )
     for i in range(n):
         out = tmp_path / "trial"
         if out.exists():
             shutil.rmtree(out)
         shutil.copytree(base_tree, out)
-        delay = rng.uniform(0, duration)
+        schedule = rng.choice(("window", "publish"))
+        delay = rng.uniform(0, duration) if schedule == "window" else rng.uniform(publish_start, publish_end)
         proc = subprocess.Popen(_release_cmd(out, exes[new], new), env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
         time.sleep(delay)
@@ -139,7 +167,9 @@ def test_kill9_during_release(tmp_path):
             str(p.relative_to(out)) for p in (out / CMD).rglob("*")
             if p.is_file() and (new in p.relative_to(out).parts) and str(p.relative_to(out)) not in temps
         )
-        tally.landed[f"manifest {state} | new final files {len(finals)} | temp files {len(temps)}"] += 1
+        tally.landed[
+            f"{schedule}: manifest {state} | new files under final names {len(finals)} | temp files {len(temps)}"
+        ] += 1
         if problems:
             tally.failures.append(f"trial {i} (+{delay:.2f}s): {problems}")
             continue
