@@ -428,10 +428,10 @@ class Updater:
         return self._via_full(manifest, counter), "full"
 
     def _via_patch(self, url: str, manifest: Manifest, counter: _Counter) -> Path:
-        with open(self.target, "rb") as fh:
+        size = os.path.getsize(self.target)
+        patch = self._read_all(url, min(MAX_BINARY_BYTES, size + _PATCH_SLACK), counter)
+        with open(self.target, "rb") as fh:  # read only once a patch is there
             current = fh.read()
-        cap = min(MAX_BINARY_BYTES, len(current) + _PATCH_SLACK)
-        patch = self._read_all(url, cap, counter)
         new = apply_patch(current, patch, max_new_size=min(MAX_BINARY_BYTES,
                                                           4 * len(current) + _PATCH_SLACK))
         del patch, current
