@@ -38,6 +38,10 @@ SOURCE_PYPROJECT = "[tool.pyi-selfupdate] in pyproject.toml"
 SOURCE_PROJECT_VERSION = "[project] version in pyproject.toml"
 SOURCE_DEFAULT = "the default"
 
+#: ``PYI_SELFUPDATE_*`` variables read by the running app, not by the build
+#: (see ``pyi_selfupdate._bootstrap`` and ``_restart``): ignored here without a word.
+RUNTIME_ENV = ("PYI_SELFUPDATE_DISABLE", "PYI_SELFUPDATE_MAIN", "PYI_SELFUPDATE_LOG")
+
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 _NONE = ("none", "null")
@@ -97,7 +101,7 @@ def config_from_env(environ: Mapping[str, str]) -> Dict[str, Any]:
     """
     out: Dict[str, Any] = {}
     for name in sorted(environ):
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(ENV_PREFIX) or name in RUNTIME_ENV:
             continue
         value = environ[name]
         key = name[len(ENV_PREFIX):].lower()

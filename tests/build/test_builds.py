@@ -178,14 +178,17 @@ def test_release_check_refuses_a_wrong_version_or_cmd_name(cfg_app, caplog):
 
 
 def test_release_pipeline_refuses_a_wrong_version(cfg_app, tmp_path):
-    release_mod = pytest.importorskip("pyi_selfupdate.release")
-    if not hasattr(release_mod, "release"):
-        pytest.skip("the release pipeline is not there yet")
+    from pyi_selfupdate.release import release
+
     dist = tmp_path / "dist"
     dist.mkdir()
     shutil.copy2(cfg_app, dist / "cfgapp")
-    with pytest.raises(ReleaseError, match="built as version '1.4'"):
-        release_mod.release(dist, "1.5", tmp_path / "public")
+    out = tmp_path / "public"
+    with pytest.raises(ReleaseError, match="built as version '1.4' but is being released as '1.5'"):
+        release(dist, "1.5", out=out)
+    assert not out.exists() or not any(out.rglob("*"))  # refused before anything is written
+    release(dist, "1.4", out=out)
+    assert (out / "cfgapp" / "1.4").is_dir()
 
 
 def test_non_frozen_files_are_not_checked(tmp_path):
@@ -228,6 +231,22 @@ def test_init_renders_a_spec_that_builds(tmp_path):
     out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60, env=_clean_env())
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1])["current_version"] == "2.0"
+    # Same sources, new settings in the environment: PyInstaller would reuse its cached
+    # analysis (and the old settings); `pyi-selfupdate build` re-embeds them.
+    rebuild = subprocess.run([*_cli(), "build", "--noconfirm", "--log-level", "WARN", "tool.spec"],
+                             cwd=src, env=_clean_env(PYI_SELFUPDATE_ENABLED="0", PYI_SELFUPDATE_CURRENT_VERSION="2.1"),
+                             capture_output=True, text=True, timeout=600)
+    assert rebuild.returncode == 0, rebuild.stderr[-4000:]
+    assert read_embedded_config(exe)["current_version"] == "2.1"
+    # `<os>-<arch>` files carry no name: the release names them by the embedded cmd_name.
+    from pyi_selfupdate.protocol import current_platform
+    from pyi_selfupdate.release import release
+
+    folder = tmp_path / "bins"
+    folder.mkdir()
+    shutil.copy2(exe, folder / current_platform())
+    release(folder, "2.1", out=tmp_path / "public")
+    assert (tmp_path / "public" / "tool" / f"{current_platform()}.json").is_file()
 
 
 def test_init_refuses_bad_input_with_the_fix(tmp_path):

@@ -96,12 +96,15 @@ def test_env_empty_is_unset_and_unknown_names_ignored(tmp_path, caplog):
         "PYI_SELFUPDATE_CURRENT_VERSION": "3",
         "PYI_SELFUPDATE_MODE": "",
         "PYI_SELFUPDATE_CHEK_TIME": "1",
+        "PYI_SELFUPDATE_DISABLE": "1",  # read by the running app, not by the build
         "OTHER": "x",
     }
     config = bc.build_config(None, cwd=tmp_path, environ=env)
     assert config["mode"] == "background"
     assert config["check_time"] == 24
+    assert config["enabled"] is True
     assert "did you mean PYI_SELFUPDATE_CHECK_TIME" in caplog.text
+    assert "DISABLE" not in caplog.text
 
 
 def test_missing_api_url_says_what_and_where(tmp_path):
