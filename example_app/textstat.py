@@ -20,6 +20,11 @@ import pyi_selfupdate
 
 import textstat_core
 
+try:
+    from pyi_selfupdate import updater_from_config
+except ImportError:  # pyi-selfupdate versions that do not export it at the top yet
+    from pyi_selfupdate._bootstrap import updater_from_config
+
 
 def _read(paths: Sequence[str]) -> List[textstat_core.Source]:
     if not paths or list(paths) == ["-"]:
@@ -53,7 +58,7 @@ def _cmd_top(args: argparse.Namespace) -> int:
 
 def _cmd_self_update(args: argparse.Namespace) -> int:
     try:
-        updater = pyi_selfupdate.updater_from_config()
+        updater = updater_from_config()
         result = updater.update()
     except pyi_selfupdate.SelfUpdateError as exc:
         print(f"textstat: update failed: {exc}", file=sys.stderr)

@@ -139,7 +139,8 @@ def _setup_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("pyi-selfupdate[%(process)d]: %(message)s"))
     log.addHandler(handler)
-    log.setLevel(level.upper() if level.upper() in logging._nameToLevel else logging.INFO)
+    number = logging.getLevelName(level.upper())
+    log.setLevel(number if isinstance(number, int) else logging.INFO)
 
 
 def _replaced_since_start(target: str) -> bool:
@@ -185,9 +186,12 @@ def _run() -> None:
         return
 
     target = sys.executable
-    pid = str(os.getpid())
-    marker = os.environ.get(MAIN_MARKER)
-    child = bool(marker) and marker != pid
+    # "<pid>:<executable>": another app built with pyi-selfupdate, started by this
+    # one, is not a child of this app.
+    me = f"{os.getpid()}:{os.path.realpath(target)}"
+    marker = os.environ.get(MAIN_MARKER, "")
+    owner_pid, _, owner_exe = marker.partition(":")
+    child = bool(marker) and marker != me and owner_exe == me.partition(":")[2]
     _lock = _install.instance_lock(target)
     if not _lock.hold_shared():
         # Another instance holds it exclusively: it is installing an update, which
@@ -196,20 +200,20 @@ def _run() -> None:
         while not _lock.hold_shared() and time.monotonic() < deadline:
             time.sleep(0.02)
     if child:
-        log.debug("child process of %s: no update check", marker)
+        log.debug("child process of %s: no update check", owner_pid)
         return
-    os.environ[MAIN_MARKER] = pid
+    os.environ[MAIN_MARKER] = me
 
     if _replaced_since_start(target):
         log.info("%s was updated by another instance since this launch; restarting", target)
-        restart()
+        _restart_after_install()
 
     updater = updater_from_config(target=target)
     _install.cleanup_leftovers(target)
     result = updater.install_staged()
     if result is not None and result.installed:
         log.info("installed staged update %s -> %s; restarting", result.from_version, result.to_version)
-        restart()
+        _restart_after_install(result.to_version)
 
     mode = config.get("mode", "background")
     if mode == "immediate":
@@ -218,6 +222,24 @@ def _run() -> None:
         _start_background(updater, float(config.get("exit_wait", 10) or 0))
     else:
         log.debug("mode %r: the app checks for updates itself", mode)
+
+
+def _restart_after_install(version: Optional[str] = None) -> None:
+    """Restart as the new executable; if that is impossible, end this process cleanly.
+
+    The old process must not go on: its next import would read the new file.
+    """
+    try:
+        restart()
+    except SelfUpdateError as exc:
+        what = f"was updated to {version}" if version else "was updated"
+        log.critical("%s %s but cannot restart (%s)", sys.executable, what, exc)
+        try:  # the one message the user must see, whatever the logging setup
+            sys.stderr.write(f"{os.path.basename(sys.executable)} {what}; start it again ({exc})\n")
+            sys.stderr.flush()
+        except Exception:
+            pass
+        os._exit(75)  # EX_TEMPFAIL
 
 
 def _immediate(updater: Updater) -> None:
@@ -231,7 +253,7 @@ def _immediate(updater: Updater) -> None:
         return
     if result is not None and result.installed:
         log.info("updated %s -> %s; restarting", result.from_version, result.to_version)
-        restart()
+        _restart_after_install(result.to_version)
     if result is not None:
         log.info("update %s staged; another instance is running, installed at a later launch",
                  result.to_version)

@@ -1,0 +1,276 @@
+"""End to end: real frozen textstat builds, a real release tree, a real server, real processes.
+
+What a user of a self-updating app sees: it starts normally whatever the server
+does, and a later launch runs the new version, byte for byte the released one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from _apps import NAME, V1, V2, app_env, manifest_requests, run_app, staged_files
+from _server import Fault
+
+pytestmark = pytest.mark.e2e
+
+TEXT = "the cat saw the hat\nand the cat sat\n"
+TOP_OUTPUT = "the 3\ncat 2\n"
+
+
+def _plat() -> str:
+    from pyi_selfupdate.protocol import current_platform
+
+    return current_platform()
+
+
+def _patch_rel() -> str:
+    return f"{NAME}/{V1}/{V2}/{_plat()}"
+
+
+def _gz_rel() -> str:
+    return f"{NAME}/{V2}/{_plat()}.gz"
+
+
+def _manifest_rel() -> str:
+    return f"{NAME}/{_plat()}.json"
+
+
+def _ok(proc, expect_stdout: str = None) -> None:
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    if expect_stdout is not None:
+        assert proc.stdout == expect_stdout, proc.stderr
+
+
+# ------------------------------------------------------------------ updating
+
+
+def test_v1_becomes_v2_through_the_patch(app_v1, app_v2, tree_v2, copy_tree, serve_app, install):
+    server = serve_app(copy_tree(tree_v2))
+    exe = install(app_v1)
+
+    first = run_app(exe, "--version")  # short-lived: the background download finishes at exit
+    _ok(first, f"textstat {V1}\n")
+    assert server.log == [f"/{_manifest_rel()}", f"/{_patch_rel()}"]
+    assert exe.read_bytes() == app_v1.read_bytes(), "the running executable must not be replaced"
+    assert staged_files(exe) == [f".{NAME}.staged", f".{NAME}.staged.json"]
+
+    second = run_app(exe, "--version")
+    _ok(second, f"textstat {V2}\n")
+    assert "installed staged update 1.0 -> 1.1; restarting" in second.stderr
+    assert exe.read_bytes() == app_v2.read_bytes()
+    assert staged_files(exe) == []
+    assert not any(p.endswith(".gz") for p in server.log)
+
+
+def test_v1_becomes_v2_through_the_gz_when_the_patch_is_missing(
+    app_v1, app_v2, tree_v2, copy_tree, serve_app, install
+):
+    public = copy_tree(tree_v2)
+    (public / _patch_rel()).unlink()
+    server = serve_app(public)
+    exe = install(app_v1)
+
+    _ok(run_app(exe, "--version"), f"textstat {V1}\n")
+    assert server.log == [f"/{_manifest_rel()}", f"/{_patch_rel()}", f"/{_gz_rel()}"]
+    _ok(run_app(exe, "--version"), f"textstat {V2}\n")
+    assert exe.read_bytes() == app_v2.read_bytes()
+
+
+def test_the_launch_that_installs_continues_with_its_arguments_and_stdin(
+    app_v1, app_v2, tree_v2, copy_tree, serve_app, install
+):
+    serve_app(copy_tree(tree_v2))
+    exe = install(app_v1)
+    _ok(run_app(exe, "--version"), f"textstat {V1}\n")  # stages
+    proc = run_app(exe, "top", "-n", "2", stdin=TEXT)  # installs, restarts, reads stdin as 1.1
+    _ok(proc, TOP_OUTPUT)
+    assert "restarting" in proc.stderr
+    assert exe.read_bytes() == app_v2.read_bytes()
+
+
+def test_dev_build_never_checks(app_dev, tree_v2, copy_tree, serve_app, install):
+    server = serve_app(copy_tree(tree_v2))
+    exe = install(app_dev)
+    before = exe.read_bytes()
+    for _ in range(2):
+        _ok(run_app(exe, "top", "-n", "2", stdin=TEXT), TOP_OUTPUT)
+    assert server.log == []
+    assert exe.read_bytes() == before
+    assert staged_files(exe) == []
+
+
+def test_disabled_by_environment_never_checks(app_v1, tree_v2, copy_tree, serve_app, install):
+    server = serve_app(copy_tree(tree_v2))
+    exe = install(app_v1)
+    _ok(run_app(exe, "--version", PYI_SELFUPDATE_DISABLE="1"), f"textstat {V1}\n")
+    assert server.log == []
+    assert staged_files(exe) == []
+
+
+# ------------------------------------------------------- hostile or absent server
+
+
+def _hostile(name: str, server, public: Path) -> None:
+    manifest = _manifest_rel()
+    if name == "status 500":
+        server.faults[manifest] = Fault(status=500)
+    elif name == "garbage manifest":
+        server.faults[manifest] = Fault(body=b"\x00<html>not json")
+    elif name == "manifest with a wrong hash":
+        server.faults[manifest] = Fault(
+            body=b'{"Version": "1.1", "Sha256": "' + b"A" * 43 + b'="}'
+        )
+    elif name == "slow manifest":
+        server.faults[manifest] = Fault(delay=3.0)
+    elif name == "corrupt patch and gz":
+        server.faults[_patch_rel()] = Fault(body=b"BSDIFF40 garbage")
+        server.faults[_gz_rel()] = Fault(body=b"\x1f\x8b not really gzip")
+    elif name == "connection reset":
+        server.faults[manifest] = Fault(reset_after=0)
+    else:  # pragma: no cover
+        raise AssertionError(name)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["server down", "status 500", "garbage manifest", "manifest with a wrong hash",
+     "slow manifest", "corrupt patch and gz", "connection reset"],
+)
+def test_the_app_starts_normally_whatever_the_server_does(
+    case, app_v1, tree_v1, tree_v2, copy_tree, serve_app, install
+):
+    # A slow server still answers: with no update released, nothing gets staged.
+    public = copy_tree(tree_v1 if case == "slow manifest" else tree_v2)
+    if case != "server down":
+        server = serve_app(public)
+        _hostile(case, server, public)
+    exe = install(app_v1)
+    before = exe.read_bytes()
+    for _ in range(2):
+        proc = run_app(exe, "top", "-n", "2", stdin=TEXT)
+        _ok(proc, TOP_OUTPUT)
+        assert "Traceback" not in proc.stderr
+    assert exe.read_bytes() == before
+    assert staged_files(exe) == []
+    if case != "server down":
+        assert manifest_requests(server.log), "the app did check"
+
+
+# ------------------------------------------------ imports after staging / install
+
+
+def test_first_import_after_an_update_was_staged(app_v1, tree_v2, copy_tree, serve_app, install):
+    """The app imports textstat_report for the first time after the background staging."""
+    serve_app(copy_tree(tree_v2))
+    exe = install(app_v1)
+    proc = subprocess.Popen(
+        [str(exe), "top", "-n", "2"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=app_env(), cwd=exe.parent,
+    )
+    sidecar = exe.parent / f".{NAME}.staged.json"
+    deadline = time.monotonic() + 60
+    while not sidecar.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    staged_while_running = sidecar.exists() and proc.poll() is None
+    out, err = proc.communicate(TEXT, timeout=60)
+    assert staged_while_running, err
+    assert proc.returncode == 0, err
+    assert out == TOP_OUTPUT
+    assert exe.read_bytes() == app_v1.read_bytes()
+
+
+def test_immediate_mode_installs_at_launch_and_runs_as_the_new_version(
+    app_immediate, app_v2, tree_v2, copy_tree, serve_app, install
+):
+    server = serve_app(copy_tree(tree_v2))
+    exe = install(app_immediate)
+    proc = run_app(exe, "top", "-n", "2", stdin=TEXT)  # the new process imports textstat_report
+    _ok(proc, TOP_OUTPUT)
+    assert "updated 1.0 -> 1.1; restarting" in proc.stderr
+    assert exe.read_bytes() == app_v2.read_bytes()
+    # This build's bytes differ from the released 1.0, so the patch fails its hash
+    # check and the .gz is used: still the released 1.1, byte for byte.
+    assert f"/{_gz_rel()}" in server.log
+    _ok(run_app(exe, "--version"), f"textstat {V2}\n")
+
+
+def test_manual_self_update_command_installs_and_restarts(
+    app_v1, app_v2, tree_v2, copy_tree, serve_app, install
+):
+    serve_app(copy_tree(tree_v2))
+    exe = install(app_v1)
+    proc = run_app(exe, "self-update", PYI_SELFUPDATE_DISABLE="1")  # the app alone updates
+    _ok(proc)
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2, proc.stdout
+    assert re.fullmatch(r"textstat updated 1\.0 -> 1\.1 \(patch, \d+ bytes\)", lines[0]), lines
+    assert lines[1] == f"textstat {V2}"  # printed by the new executable after restart()
+    assert exe.read_bytes() == app_v2.read_bytes()
+
+
+# ------------------------------------------------------------------ processes
+
+
+def test_multiprocessing_workers_do_not_check(app_v1, tree_v2, copy_tree, serve_app, install, tmp_path):
+    server = serve_app(copy_tree(tree_v2))
+    exe = install(app_v1)
+    files = []
+    for i in range(3):
+        f = tmp_path / f"f{i}.txt"
+        f.write_text("one two\nthree\n" * (i + 1))
+        files.append(str(f))
+    proc = run_app(exe, "count", "--workers", "2", *files, PYI_SELFUPDATE_LOG="debug")
+    _ok(proc)
+    lines = proc.stdout.splitlines()
+    assert lines[-1].split() == ["12", "18", "84", "total"]
+    assert "child process of" in proc.stderr  # the workers did run the runtime hook
+    assert manifest_requests(server.log) == [f"/{_manifest_rel()}"]
+
+
+def test_two_launches_at_once_do_not_both_install(
+    app_v1, app_v2, tree_v2, copy_tree, serve_app, install
+):
+    serve_app(copy_tree(tree_v2))
+    exe = install(app_v1)
+    _ok(run_app(exe, "--version"), f"textstat {V1}\n")
+    assert f".{NAME}.staged.json" in staged_files(exe)
+
+    procs = [
+        subprocess.Popen([str(exe), "top", "-n", "2"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=app_env(), cwd=exe.parent)
+        for _ in range(2)
+    ]
+    time.sleep(3)  # both get past their start-up while the other one runs
+    results = [p.communicate(TEXT, timeout=90) for p in procs]
+    for proc, (out, err) in zip(procs, results):
+        assert proc.returncode == 0, err
+        assert out == TOP_OUTPUT, err
+    installs = sum(err.count("installed the staged update") for _, err in results)
+    assert installs <= 1
+    assert exe.read_bytes() in (app_v1.read_bytes(), app_v2.read_bytes())
+
+    _ok(run_app(exe, "--version"), f"textstat {V2}\n")  # the next launch alone installs it
+    assert exe.read_bytes() == app_v2.read_bytes()
+
+
+def test_leftovers_of_an_interrupted_install_are_cleaned_up(app_v1, tree_v1, copy_tree, serve_app, install):
+    serve_app(copy_tree(tree_v1))
+    exe = install(app_v1)
+    folder = exe.parent
+    (folder / f".{NAME}.new").write_bytes(b"half a binary")
+    (folder / f".{NAME}.new.1f2e3d").write_bytes(b"half a binary")
+    (folder / f".{NAME}.old").write_bytes(b"the previous binary")
+    orphan = folder / f".{NAME}.staged"  # staged file whose sidecar never came
+    orphan.write_bytes(b"partial staged binary")
+    old = time.time() - 3600
+    os.utime(orphan, (old, old))
+
+    _ok(run_app(exe, "--version"), f"textstat {V1}\n")
+    assert staged_files(exe) == []
+    assert exe.read_bytes() == app_v1.read_bytes()
