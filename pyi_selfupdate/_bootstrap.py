@@ -114,14 +114,20 @@ def updater_from_config(**overrides: Any) -> Updater:
         "randomize_time": config.get("randomize_time", 0),
         "target": target,
     }
-    for key in ("public_keys", "allow_http"):
-        if config.get(key) not in (None, []) and key in _UPDATER_OPTIONAL:
-            kwargs[key] = config[key]
+    if config.get("public_keys"):
+        if "public_keys" not in _UPDATER_KEYWORDS:  # never update unverified instead
+            raise ConfigError(
+                "the app was built with public_keys but this pyi_selfupdate client cannot verify "
+                "signatures; build the app with a pyi-selfupdate version that supports signing"
+            )
+        kwargs["public_keys"] = list(config["public_keys"])
+    if config.get("allow_http") is not None and "allow_http" in _UPDATER_KEYWORDS:
+        kwargs["allow_http"] = config["allow_http"]
     kwargs.update(overrides)
     return Updater(**kwargs)
 
 
-def _optional_updater_keywords() -> frozenset:
+def _updater_keywords() -> frozenset:
     try:
         code = Updater.__init__.__code__
         return frozenset(code.co_varnames[: code.co_argcount + code.co_kwonlyargcount])
@@ -129,7 +135,7 @@ def _optional_updater_keywords() -> frozenset:
         return frozenset()
 
 
-_UPDATER_OPTIONAL = _optional_updater_keywords()
+_UPDATER_KEYWORDS = _updater_keywords()
 
 
 def _setup_logging() -> None:
