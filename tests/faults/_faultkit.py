@@ -243,12 +243,13 @@ class Verdict:
 
 def judge(
     target: Path, versions: Mapping[str, bytes], *, run: Sequence[str] = (),
-    env: Optional[Mapping[str, str]] = None,
+    env: Optional[Mapping[str, str]] = None, execute: bool = True,
 ) -> Verdict:
     """Is ``target`` byte-identical to one released version, executable, and does it run?
 
     ``versions`` maps a state name ("old"/"new") to its bytes. Running it is part
     of the check: an executable that does not start is broken whatever its bytes.
+    ``execute=False`` leaves the run to the caller (whose next launch proves it).
     """
     if not target.exists():
         return Verdict("broken", "the executable is missing")
@@ -260,6 +261,8 @@ def judge(
     mode = target.stat().st_mode
     if not mode & stat.S_IXUSR:
         return Verdict("broken", f"not executable (mode {oct(mode)})")
+    if not execute:
+        return Verdict(state, "")
     run_env = None if env is None else {**os.environ, **env}
     proc = subprocess.run([str(target), *run], capture_output=True, text=True, timeout=120, env=run_env)
     if proc.returncode != 0:
@@ -451,28 +454,45 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def build_textstat_pair(frozen, root: Path) -> FrozenPair:
-    """Build example_app at 1.0 and 1.1 (one module changed) with the reproducible build."""
+def build_textstat_pair(frozen, root: Path, port: Optional[int] = None) -> FrozenPair:
+    """Build example_app at 1.0 and 1.1 (one module changed) with the reproducible build.
+
+    The build inputs are the end-to-end suite's (tests/e2e/conftest.py: the URL,
+    ``check_time`` 0, ``exit_wait`` 60, the version, ``textstat_core.py``
+    changed), so a session that runs both with the same port builds each
+    version once (``FrozenBuilder`` memoizes by inputs).
+    """
     from pyi_selfupdate.protocol import current_platform
 
     src = REPO / "example_app"
-    port = free_port()
-    env = {
-        "PYI_SELFUPDATE_API_URL": f"http://127.0.0.1:{port}/",
-        "PYI_SELFUPDATE_CHECK_TIME": "0",
-    }
-    pyproject = (src / "pyproject.toml").read_text()
+    port = port or free_port()
     core = (src / "textstat_core.py").read_text()
     exes = {}
     for version in ("1.0", "1.1"):
-        files = {
-            "pyproject.toml": pyproject.replace('version = "1.0"', f'version = "{version}"'),
-            "textstat_core.py": core.replace('__version__ = "1.0"', f'__version__ = "{version}"'),
+        env = {
+            "PYI_SELFUPDATE_API_URL": f"http://127.0.0.1:{port}/",
+            "PYI_SELFUPDATE_CHECK_TIME": "0",
+            "PYI_SELFUPDATE_EXIT_WAIT": "60",
+            "PYI_SELFUPDATE_CURRENT_VERSION": version,
         }
+        files = {}
+        if version != "1.0":
+            files["textstat_core.py"] = core.replace('__version__ = "1.0"', f'__version__ = "{version}"')
         exes[version] = frozen.build(src, "textstat.py", name="textstat", env=env, files=files)
     old, new = exes["1.0"].read_bytes(), exes["1.1"].read_bytes()
     files = publish(root, "textstat", current_platform(), [("1.0", old), ("1.1", new)])
     return FrozenPair(exes["1.0"], exes["1.1"], old, new, root, files, port)
+
+
+def prebuilt_textstat_pair(info: Path, root: Path) -> FrozenPair:
+    """A FrozenPair from apps built earlier (``{"old": path, "new": path, "port": n}``)."""
+    from pyi_selfupdate.protocol import current_platform
+
+    doc = json.loads(info.read_text())
+    old_exe, new_exe = Path(doc["old"]), Path(doc["new"])
+    old, new = old_exe.read_bytes(), new_exe.read_bytes()
+    files = publish(root, "textstat", current_platform(), [("1.0", old), ("1.1", new)])
+    return FrozenPair(old_exe, new_exe, old, new, root, files, int(doc["port"]))
 
 
 def app_env(log: str = "debug", **extra: str) -> Dict[str, str]:

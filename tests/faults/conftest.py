@@ -8,6 +8,7 @@ Bounded by default (what ``make test`` runs in CI); the long form is
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -40,6 +41,9 @@ def textstat(frozen, tmp_path_factory):
     (``check_time`` 0); tests serve a tree with ``ReleaseServer(root, port=port)``.
     Returns ``kit.FrozenPair`` (exes, bytes, the tree, the port).
     """
+    prebuilt = os.environ.get("FAULT_PREBUILT")
+    if prebuilt:  # development: reuse apps built by an earlier run (a JSON with old, new, port)
+        return kit.prebuilt_textstat_pair(Path(prebuilt), tmp_path_factory.mktemp("textstat-tree"))
     return kit.build_textstat_pair(frozen, tmp_path_factory.mktemp("textstat-tree"))
 
 

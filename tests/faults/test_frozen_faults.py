@@ -3,8 +3,9 @@
 - Server faults: each kind on the manifest, and the heavier ones on the full
   ``.gz`` (patch missing). The app starts normally every time: exit 0, the
   same output as with self-update disabled, nothing on stderr, the executable
-  untouched, nothing left beside it; then the healthy server updates it within
-  two launches (stage, then install).
+  untouched, nothing left beside it; then the next launch against the healthy
+  server downloads, verifies and stages the update (installing it at the
+  launch after is what the kill and e2e tests show).
 - Install folder the user cannot write: the tests run as root, which ignores
   permission bits, so the app runs as ``nobody`` from a root-owned 0755
   folder. It starts normally, its log (``PYI_SELFUPDATE_LOG=info``) says why
@@ -39,15 +40,14 @@ def kinds(size: int, url_path: str):
         "connection reset mid-body": Fault(reset_after=half),
         "truncated body": Fault(truncate_after=half),
         "wrong Content-Length (short)": Fault(content_length=half),
-        "wrong Content-Length (long)": Fault(content_length=size + 4096),
-        "stalled socket": Fault(stall=15.0),
+        "stalled socket (5 s, then closed)": Fault(stall=5.0),
         "redirect loop": Fault(redirect=url_path),
         "garbage instead of the body": Fault(body=b"<html><body>502 Bad Gateway</body></html>\n" * 3),
     }
 
 
 CASES = [(k, "manifest") for k in kinds(10, "/x")] + [
-    (k, "full") for k in ("500", "connection reset mid-body", "truncated body", "garbage instead of the body")
+    (k, "full") for k in ("connection reset mid-body", "truncated body")
 ]
 
 _TALLY = None
@@ -57,7 +57,7 @@ def _tally() -> kit.Tally:
     global _TALLY
     if _TALLY is None:
         _TALLY = kit.record(kit.Tally(
-            "server faults vs the frozen app (each kind on the manifest; 4 on the .gz)", 0,
+            "server faults vs the frozen app (each kind on the manifest; 2 on the .gz)", 0,
             "make test PYTEST_ARGS=tests/faults/test_frozen_faults.py",
         ))
     return _TALLY
@@ -78,12 +78,23 @@ def installed(tmp_path, textstat):
     return exe, data
 
 
+_CLEAN = {}
+
+
+def _clean_output(exe: Path, data: Path) -> str:
+    """The app's output with self-update disabled: what "starts normally" must print."""
+    if "count" not in _CLEAN:
+        clean = _run(exe, ["count", str(data)], env=kit.app_env(log="", **kit.LOOK_ENV))
+        assert clean.returncode == 0 and clean.stdout.strip(), clean
+        _CLEAN["count"] = clean.stdout.replace(str(data), "<file>")
+    return _CLEAN["count"]
+
+
 @pytest.mark.parametrize("kind,where", CASES, ids=[f"{w}-{k}" for k, w in CASES])
 def test_frozen_app_under_server_fault(kind, where, installed, textstat):
     app = textstat
     exe, data = installed
-    clean = _run(exe, ["count", str(data)], env=kit.app_env(log="", **kit.LOOK_ENV))
-    assert clean.returncode == 0 and clean.stdout.strip(), clean
+    clean = _clean_output(exe, data)
 
     server = ReleaseServer(app.root, port=app.port)
     try:
@@ -97,26 +108,21 @@ def test_frozen_app_under_server_fault(kind, where, installed, textstat):
         took = time.monotonic() - t0
         assert any(p.endswith(".json") for p in server.log), "the app did not check for updates"
         assert run.returncode == 0, run
-        assert run.stdout == clean.stdout, "the app's output changed under a server fault"
+        assert run.stdout.replace(str(data), "<file>") == clean, "the output changed under a server fault"
         assert run.stderr == "", f"the app printed on stderr: {run.stderr[-2000:]}"
         assert exe.read_bytes() == app.old
         assert kit.leftovers(exe.parent, app.name) == [], "stray files after a server fault"
         tally = _tally()
         tally.trials += 1
         tally.outcomes["started normally, untouched"] += 1
-        tally.landed[f"{where}: {kind}: launch {took:.1f}s"] += 1
+        tally.landed[f"{where}: {kind}: launch took {took:.1f}s"] += 1
 
+        # the next healthy check succeeds: it downloads, verifies and stages the update
         server.faults.clear()
-        outputs = []
-        for _ in range(2):
-            nxt = _run(exe, ["--version"], env=kit.app_env(log="info"))
-            outputs.append((nxt.returncode, nxt.stdout.strip(), nxt.stderr[-600:]))
-            assert nxt.returncode == 0, outputs
-            if app.new_version in nxt.stdout:
-                break
-        assert app.new_version in outputs[-1][1], outputs
-        assert exe.read_bytes() == app.new
-        assert kit.leftovers(exe.parent, app.name) == []
+        nxt = _run(exe, ["--version"], env=kit.app_env(log="info"))
+        assert nxt.returncode == 0 and nxt.stdout.strip() == f"textstat {app.old_version}", nxt
+        assert (exe.parent / f".{app.name}.staged.json").exists(), nxt.stderr[-2000:]
+        assert exe.read_bytes() == app.old
         tally.recovery_tried += 1
         tally.recovered += 1
     finally:
