@@ -56,6 +56,9 @@ excludedimports = [
     "pyi_selfupdate._templates",
     "pluggy",
     "PyInstaller",
+    # PyNaCl (~1.4 MB) only verifies signed updates: hook() adds it back for builds
+    # that set public_keys. An app that imports nacl itself still gets it.
+    "nacl",
 ]
 
 _REPRO_WARNING = """\
@@ -75,6 +78,20 @@ def _embedded_path() -> str:
     from pyi_selfupdate._buildconfig import WORKPATH_FILE
 
     return os.path.join(CONF.get("workpath") or os.getcwd(), WORKPATH_FILE)
+
+
+def _collect_nacl(hook_api) -> None:
+    """Collect PyNaCl, which verifies signed updates, for a build that sets public_keys."""
+    try:
+        import nacl.signing  # noqa: F401
+    except ImportError:
+        raise SystemExit(
+            "pyi-selfupdate: build stopped: public_keys are set but PyNaCl, which verifies signed "
+            "updates, is not installed; install it with `pip install pynacl` and build again"
+        ) from None
+    # Added from the app's top level, where this hook's excludedimports do not apply;
+    # PyInstaller then runs nacl's own hook in its next post-graph round.
+    hook_api.module_graph.add_hiddenimports(["nacl.signing", "nacl.exceptions"])
 
 
 def hook(hook_api) -> None:
@@ -99,6 +116,9 @@ def hook(hook_api) -> None:
             "pyi-selfupdate: no public_keys configured: updates are verified by hash only, "
             "not authenticated; anyone who controls the update server can replace the app"
         )
+
+    if config["public_keys"]:
+        _collect_nacl(hook_api)
 
     data = dumps(config)
     path = _embedded_path()

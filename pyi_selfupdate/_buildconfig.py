@@ -301,6 +301,13 @@ def validate(config: Mapping[str, Any], origins: Optional[Mapping[str, str]] = N
     if not isinstance(keys, (list, tuple)) or not all(isinstance(k, str) and k for k in keys):
         raise bad("public_keys", "is not a list of strings", "give a list like [\"<public key>\"]")
     out["public_keys"] = list(keys)
+    if keys:
+        try:
+            from .signing import check_public_keys
+        except ImportError:  # pragma: no cover - signing is part of the package
+            pass
+        else:
+            out["public_keys"] = check_public_keys(list(keys))
     if version == DEV_VERSION:
         log.info("current_version is %r: this build never updates", DEV_VERSION)
     return out

@@ -8,28 +8,25 @@ build-time merging and validation live in ``pyi_selfupdate._buildconfig``.
 
 Keys (the :class:`pyi_selfupdate.Updater` keyword names, plus run-time switches):
 
-=================  ==============  ===================================================
-key                default         meaning
-=================  ==============  ===================================================
-``api_url``        (required)      base URL of the manifests, ends in ``/``
-``bin_url``        ``None``        base URL of the full ``.gz`` binaries (None: api_url)
-``diff_url``       ``None``        base URL of the patches (None: api_url)
-``cmd_name``       ``None``        name in the URLs; None: the executable's file name
-                                   without ``.exe``, resolved at run time
-``current_version`` (required)     the version this build is; default: the
-                                   ``[project] version`` of ``./pyproject.toml``;
-                                   ``"dev"`` never updates
-``dir``            ``"update/"``   folder (relative to the executable) for ``cktime``
-``check_time``     ``24``          hours between two checks
-``randomize_time`` ``0``           random extra hours added to each wait
-``force_check``    ``false``       check at every launch, ignoring ``cktime``
-``mode``           ``"background"`` ``background`` | ``immediate`` | ``manual``
-``enabled``        ``true``        false: the bootstrap does nothing
-``exit_wait``      ``10``          seconds the app waits at exit for an unfinished
-                                   background download
-``public_keys``    ``[]``          keys that sign releases (list of strings)
-``allow_http``     ``None``        carried through to the client
-=================  ==============  ===================================================
+- ``api_url`` (required): base URL of the manifests, ending in ``/``.
+- ``bin_url`` (None: same as api_url): base URL of the full ``.gz`` binaries.
+- ``diff_url`` (None: same as api_url): base URL of the patches.
+- ``cmd_name`` (None): the name in the update URLs; None means the executable's
+  file name without ``.exe``, resolved at run time.
+- ``current_version`` (required): the version this build is; default: the
+  ``[project] version`` of ``./pyproject.toml``. ``"dev"`` never updates.
+- ``dir`` (``"update/"``): folder beside the executable for ``cktime``.
+- ``check_time`` (24): hours between two checks.
+- ``randomize_time`` (0): up to this many random hours added to each wait.
+- ``force_check`` (false): check at every launch, ignoring ``cktime``.
+- ``mode`` (``"background"``): ``background`` (check and download in the
+  background, install at the next launch), ``immediate`` (install and restart
+  at once) or ``manual`` (the app calls the Updater itself).
+- ``enabled`` (true): false makes the bootstrap do nothing.
+- ``exit_wait`` (10): seconds the app waits at exit for an unfinished background
+  download.
+- ``public_keys`` ([]): keys that sign releases (list of strings).
+- ``allow_http`` (None): carried through to the client.
 
 Sources, highest precedence first (each key is taken from the first source that sets it):
 
@@ -44,6 +41,13 @@ Sources, highest precedence first (each key is taken from the first source that 
 
 A missing ``api_url`` or ``current_version``, an unknown key or a wrong value
 fails the build with a message naming the fix.
+
+Build with ``pyi-selfupdate build app.py`` (or ``... build app.spec``): it fixes
+``PYTHONHASHSEED`` (identical sources give identical bytes, so patches stay
+tiny) and re-embeds the settings even when only the environment or
+pyproject.toml changed. Plain ``pyinstaller`` reuses its cached analysis in
+that case and keeps the previous settings (``--clean`` avoids it); the release
+step then refuses the binary if its version is not the one being released.
 """
 
 from __future__ import annotations

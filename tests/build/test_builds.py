@@ -7,6 +7,7 @@ pyi_selfupdate (not the source tree) is what PyInstaller sees.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from pyi_selfupdate.release._builtin.frozen import check_frozen_artifact, read_e
 pytestmark = pytest.mark.e2e
 
 API = "http://127.0.0.1:9/updates/"
+KEY = "ed25519:" + base64.b64encode(bytes(range(32))).decode()
 
 APP = """\
 import json
@@ -113,6 +115,7 @@ def test_app_ships_the_client_not_the_release_side(cfg_app):
                          "pyi_selfupdate._hooks", "pluggy", "PyInstaller"))
     )
     assert leaked == []
+    assert not [n for n in names if n.startswith("nacl")]  # no public_keys: no PyNaCl
 
 
 def test_pyi_selfupdate_build_is_byte_identical(cfg_app, cfg_src, tmp_path):
@@ -234,10 +237,15 @@ def test_init_renders_a_spec_that_builds(tmp_path):
     # Same sources, new settings in the environment: PyInstaller would reuse its cached
     # analysis (and the old settings); `pyi-selfupdate build` re-embeds them.
     rebuild = subprocess.run([*_cli(), "build", "--noconfirm", "--log-level", "WARN", "tool.spec"],
-                             cwd=src, env=_clean_env(PYI_SELFUPDATE_ENABLED="0", PYI_SELFUPDATE_CURRENT_VERSION="2.1"),
+                             cwd=src, env=_clean_env(PYI_SELFUPDATE_ENABLED="0", PYI_SELFUPDATE_CURRENT_VERSION="2.1",
+                                                     PYI_SELFUPDATE_PUBLIC_KEYS=KEY),
                              capture_output=True, text=True, timeout=600)
     assert rebuild.returncode == 0, rebuild.stderr[-4000:]
-    assert read_embedded_config(exe)["current_version"] == "2.1"
+    assert "no public_keys" not in rebuild.stderr
+    embedded = read_embedded_config(exe)
+    assert (embedded["current_version"], embedded["public_keys"]) == ("2.1", [KEY])
+    # With public_keys the app verifies signatures: PyNaCl is collected (and only then).
+    assert "nacl.signing" in _archive_names(exe)
     # `<os>-<arch>` files carry no name: the release names them by the embedded cmd_name.
     from pyi_selfupdate.protocol import current_platform
     from pyi_selfupdate.release import release

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from pyi_selfupdate._config import DEFAULTS, load_embedded
 from pyi_selfupdate.errors import ConfigError, InvalidNameError
 
 API = "https://updates.example.com/api/"
+KEY = "ed25519:" + base64.b64encode(bytes(range(32))).decode()
 
 
 def write_pyproject(tmp_path: Path, text: str) -> Path:
@@ -163,6 +165,13 @@ def test_names_are_checked_with_the_protocol_rules(tmp_path):
         bc.build_config({"api_url": API, "current_version": "1", "cmd_name": "a/b"}, cwd=tmp_path, environ={})
 
 
+def test_public_keys_are_checked_at_build_time(tmp_path):
+    config = bc.build_config({"api_url": API, "current_version": "1", "public_keys": KEY}, cwd=tmp_path, environ={})
+    assert config["public_keys"] == [KEY]
+    with pytest.raises(ConfigError, match="does not start with 'ed25519:'.*keygen"):
+        bc.build_config({"api_url": API, "current_version": "1", "public_keys": ["k"]}, cwd=tmp_path, environ={})
+
+
 def test_dev_version_is_allowed(tmp_path):
     assert bc.build_config({"api_url": API, "current_version": "dev"}, cwd=tmp_path, environ={})["current_version"] == "dev"
 
@@ -196,7 +205,7 @@ x = 1
 
 
 def test_embedded_bytes_are_deterministic_and_read_back(tmp_path):
-    config = bc.build_config({"api_url": API, "current_version": "1.0", "public_keys": ["k"]}, cwd=tmp_path, environ={})
+    config = bc.build_config({"api_url": API, "current_version": "1.0", "public_keys": [KEY]}, cwd=tmp_path, environ={})
     data = bc.dumps(config)
     assert data == bc.dumps(dict(reversed(list(config.items()))))
     assert list(json.loads(data)) == sorted(config)
