@@ -166,12 +166,14 @@ def _replaced_since_start(target: str) -> bool:
 
 def run() -> None:
     """Run the self-update bootstrap of a frozen app; never raises into the app."""
+    start = time.perf_counter()
     try:
         _run()
     except SelfUpdateError as exc:
         log.warning("self-update skipped: %s", exc)
     except Exception:
         log.exception("self-update bootstrap failed; the app starts as it is")
+    log.debug("bootstrap done in %.1f ms", (time.perf_counter() - start) * 1000)
 
 
 def _run() -> None:
