@@ -1,0 +1,109 @@
+"""The transport policy helpers: plain HTTP, loopback hosts, redirects, body caps."""
+
+from __future__ import annotations
+
+import pytest
+
+from pyi_selfupdate import signing
+from pyi_selfupdate.errors import ConfigError, FetchError
+
+
+@pytest.mark.parametrize("host, loopback", [
+    ("127.0.0.1", True), ("127.8.9.10", True), ("::1", True), ("[::1]", True),
+    ("localhost", True), ("LOCALHOST", True), ("app.localhost", True),
+    ("10.0.0.1", False), ("example.com", False), ("127.0.0.1.example.com", False), ("", False), (None, False),
+])
+def test_loopback_hosts(host, loopback):
+    assert signing.is_loopback_host(host) is loopback
+
+
+@pytest.mark.parametrize("url, signed, allow_http, ok", [
+    ("https://u.example/", False, None, True),
+    ("https://u.example/", False, False, True),
+    ("http://127.0.0.1:9/", False, False, True),
+    ("http://u.example/", True, None, True),
+    ("http://u.example/", False, None, False),
+    ("http://u.example/", False, True, True),
+    ("http://u.example/", True, False, False),
+    ("HTTP://u.example/", False, None, False),
+    ("file:///srv/updates/", False, None, True),  # left to the requester that reads it
+])
+def test_transport_policy(url, signed, allow_http, ok):
+    if ok:
+        signing.check_transport(url, "api_url", signed=signed, allow_http=allow_http)
+    else:
+        with pytest.raises(ConfigError, match="api_url .*plain HTTP"):
+            signing.check_transport(url, "api_url", signed=signed, allow_http=allow_http)
+
+
+class FakeResponse:
+    def __init__(self, url: str, location: str = None) -> None:
+        self.url = url
+        self.is_redirect = location is not None
+        self.headers = {"Location": location} if location else {}
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("url, location", [
+    ("https://u.example/a.json", "/mirror/a.json"),
+    ("https://u.example/a.json", "https://u.example:443/b.json"),
+    ("http://u.example/a.json", "b.json"),
+])
+def test_same_origin_redirects_pass(url, location):
+    resp = FakeResponse(url, location)
+    assert signing.refuse_cross_origin_redirect(resp) is resp and not resp.closed
+
+
+@pytest.mark.parametrize("url, location", [
+    ("https://u.example/a.json", "https://evil.example/a.json"),
+    ("https://u.example/a.json", "http://u.example/a.json"),  # downgrade
+    ("https://u.example/a.json", "https://u.example:8443/a.json"),
+    ("http://127.0.0.1:80/a", "//evil.example/a"),
+])
+def test_cross_origin_redirects_are_refused(url, location):
+    resp = FakeResponse(url, location)
+    with pytest.raises(FetchError, match="another host"):
+        signing.refuse_cross_origin_redirect(resp)
+    assert resp.closed
+
+
+def test_non_redirects_pass():
+    resp = FakeResponse("https://u.example/a")
+    assert signing.refuse_cross_origin_redirect(resp) is resp
+
+
+def test_redirect_policy_is_installed_once_on_the_default_requester_only():
+    from pyi_selfupdate.fetch import RequestsRequester
+
+    requester = RequestsRequester()
+    signing.install_redirect_policy(requester)
+    signing.install_redirect_policy(requester)
+    assert requester.session.hooks["response"].count(signing.refuse_cross_origin_redirect) == 1
+
+    class Custom:
+        def fetch(self, url):
+            raise AssertionError
+
+    signing.install_redirect_policy(Custom())  # untouched, no error
+
+
+def test_body_cap_bounds_any_real_compressed_release():
+    import gzip
+    import os
+
+    data = os.urandom(200_000)  # incompressible: the worst case for gzip
+    assert len(gzip.compress(data, 9)) < signing.signed_body_cap(len(data))
+    assert signing.signed_body_cap(0) == 64 << 10
+
+
+def test_public_keys_setting_is_normalised_and_checked():
+    key = signing.generate_private_key()
+    assert signing.check_public_keys(None) == []
+    assert signing.check_public_keys([]) == []
+    assert signing.check_public_keys(key.public_key_text) == [key.public_key_text]
+    assert signing.check_public_keys([key.public_key]) == [key.public_key_text]
+    with pytest.raises(ConfigError, match="keygen"):
+        signing.check_public_keys(["ed25519:short"])
