@@ -257,9 +257,13 @@ def main() -> int:
     say(f"  full download (.gz)      {human(gz_size)}")
     say(f"  patch 1.0 -> 1.1         {human(patch_size)}  ({patch_size / gz_size:.3%} of the .gz)")
     median = sorted(plain)[len(plain) // 2]
-    say(f"  launch that downloads (1.0, background check + download + verify): {t_stage:.2f} s")
-    say(f"  launch that installs (install + restart, then runs as 1.1):        {t_install:.2f} s")
-    say(f"  an ordinary launch of 1.1 (median of {len(plain)}):                        {median:.2f} s")
+    rows = [
+        ("launch that downloads (1.0, background check + download + verify)", t_stage),
+        ("launch that installs (install + restart, then runs as 1.1)", t_install),
+        (f"an ordinary launch of 1.1 (median of {len(plain)})", median),
+    ]
+    for label, seconds in rows:
+        say(f"  {label + ':':<70} {seconds:.2f} s")
     say(f"  so the update cost about {max(0.0, t_stage - median) + max(0.0, t_install - median):.2f} s "
         f"over two ordinary launches, and {patch_size:,} B of download instead of {gz_size:,} B")
     say(f"  installed executable == released 1.1 (sha256 {manifest['Sha256']}): yes")
