@@ -90,8 +90,9 @@ def _collect_nacl(hook_api) -> None:
             "updates, is not installed; install it with `pip install pynacl` and build again"
         ) from None
     # Added from the app's top level, where this hook's excludedimports do not apply;
-    # PyInstaller then runs nacl's own hook in its next post-graph round.
-    hook_api.module_graph.add_hiddenimports(["nacl.signing", "nacl.exceptions"])
+    # PyInstaller then runs nacl's own hook in its next post-graph round. nacl._sodium
+    # is a cffi extension: its import of _cffi_backend is invisible to PyInstaller.
+    hook_api.module_graph.add_hiddenimports(["nacl.signing", "nacl.exceptions", "_cffi_backend"])
 
 
 def hook(hook_api) -> None:

@@ -27,13 +27,17 @@ API = "http://127.0.0.1:9/updates/"
 KEY = "ed25519:" + base64.b64encode(bytes(range(32))).decode()
 
 APP = """\
+import importlib
 import json
 import sys
 
 import pyi_selfupdate
 from pyi_selfupdate._config import load_embedded
 
-print(json.dumps(load_embedded(), sort_keys=True))
+config = load_embedded()
+if config and config["public_keys"]:  # a signed build must be able to verify (dynamic import: unseen)
+    importlib.import_module("nacl.signing").VerifyKey(bytes(range(32)))
+print(json.dumps(config, sort_keys=True))
 """
 
 HELLO = 'print("hello")\n'
@@ -244,8 +248,12 @@ def test_init_renders_a_spec_that_builds(tmp_path):
     assert "no public_keys" not in rebuild.stderr
     embedded = read_embedded_config(exe)
     assert (embedded["current_version"], embedded["public_keys"]) == ("2.1", [KEY])
-    # With public_keys the app verifies signatures: PyNaCl is collected (and only then).
-    assert "nacl.signing" in _archive_names(exe)
+    # With public_keys the app verifies signatures: PyNaCl is collected (and only then), and works.
+    names = _archive_names(exe)
+    assert "nacl.signing" in names and [n for n in names if n.startswith("_cffi_backend")]
+    out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60, env=_clean_env())
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1])["public_keys"] == [KEY]
     # `<os>-<arch>` files carry no name: the release names them by the embedded cmd_name.
     from pyi_selfupdate.protocol import current_platform
     from pyi_selfupdate.release import release
