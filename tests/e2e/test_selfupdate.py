@@ -274,3 +274,31 @@ def test_leftovers_of_an_interrupted_install_are_cleaned_up(app_v1, tree_v1, cop
     _ok(run_app(exe, "--version"), f"textstat {V1}\n")
     assert staged_files(exe) == []
     assert exe.read_bytes() == app_v1.read_bytes()
+
+
+def test_a_download_killed_with_the_app_is_redone_by_a_later_launch(
+    app_v1, app_v2, tree_v2, copy_tree, serve_app, install
+):
+    server = serve_app(copy_tree(tree_v2))
+    server.faults[_patch_rel()] = Fault(chunk_size=100, chunk_delay=0.5)  # ~12 s for the patch
+    exe = install(app_v1)
+    proc = subprocess.Popen(
+        [str(exe), "top"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=app_env(), cwd=exe.parent, start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while f"/{_patch_rel()}" not in server.log and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # part of the patch is in
+    os.killpg(proc.pid, 9)  # the bootloader and the app, as a closed terminal would
+    proc.communicate(timeout=30)
+    assert f"/{_patch_rel()}" in server.log
+    assert f".{NAME}.staged.json" not in staged_files(exe)
+    assert exe.read_bytes() == app_v1.read_bytes()
+
+    server.faults.clear()
+    _ok(run_app(exe, "--version"), f"textstat {V1}\n")  # cleans up, downloads again, stages
+    assert staged_files(exe) == [f".{NAME}.staged", f".{NAME}.staged.json"]
+    _ok(run_app(exe, "--version"), f"textstat {V2}\n")
+    assert exe.read_bytes() == app_v2.read_bytes()
+    assert staged_files(exe) == []
