@@ -226,21 +226,32 @@ class InstanceLock:
             return False
         return True
 
-    def hold_shared(self) -> bool:
-        """Hold the shared lock (idempotent, non-blocking); False if it cannot be had now.
+    def hold_shared(self, timeout: float = 10.0) -> bool:
+        """Hold the shared lock (idempotent); False if it cannot be had within ``timeout`` s.
 
-        It cannot be had while another process installs (holds it exclusively);
-        the caller may go on: that process installs only when it is alone.
+        It cannot be had only while another process installs (holds it
+        exclusively, for the swap alone: well under a second). Waiting for that
+        matters: a launch that went on without the lock could have its
+        executable replaced under it. ``timeout=0`` does not wait. False is
+        also returned (and logged) when the lock file cannot be opened.
         """
+        deadline = time.monotonic() + max(0.0, timeout)
         with self._mutex:
             if self._shared or self._exclusive:
                 self._shared = True
                 return True
-            try:
-                ok = self._lock("sh", blocking=False)
-            except InstallError as exc:
-                log.info("running without the instance lock: %s", exc)
-                return False
+            while True:
+                try:
+                    ok = self._lock("sh", blocking=False)
+                except InstallError as exc:
+                    log.info("running without the instance lock: %s", exc)
+                    return False
+                if ok or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.02)
+            if not ok:
+                log.warning("another process holds %s exclusively; running without the "
+                            "instance lock", self.path)
             self._shared = ok
             return ok
 

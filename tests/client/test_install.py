@@ -278,3 +278,24 @@ def test_killed_update_leftover_is_cleaned(make_app, payload_of, leftovers):
     assert _install.cleanup_leftovers(target) == [path]
     assert leftovers(target.parent) == set()
     assert target.read_bytes() == payload_of("1.0")
+
+
+def test_hold_shared_waits_for_an_install_to_finish(make_app):
+    """A launch during another process's swap waits for it instead of running unlocked."""
+    target = make_app("1.0")
+    code = ("import sys, time\nfrom pyi_selfupdate import _install\n"
+            "lock = _install.instance_lock(sys.argv[1])\n"
+            "with lock.exclusive() as got:\n    print(got, flush=True)\n    sys.stdin.readline()\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(target)],
+                            env=dict(os.environ, PYTHONPATH=str(REPO)),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "True"
+    lock = _install.instance_lock(target)
+    try:
+        assert lock.hold_shared(timeout=0) is False  # no wait: not while it installs
+        proc.stdin.write("done\n")
+        proc.stdin.flush()
+        assert lock.hold_shared(timeout=30) is True  # waits until the install ends
+        assert proc.wait(timeout=30) == 0
+    finally:
+        lock.release()
