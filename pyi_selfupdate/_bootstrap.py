@@ -204,6 +204,7 @@ def _run() -> None:
     if not _lock.hold_shared():
         # Another instance holds it exclusively: it is installing an update, which
         # takes a moment. Wait for it, then see below whether our file was replaced.
+        log.info("another instance of %s is installing an update; waiting for it", target)
         deadline = time.monotonic() + 5.0
         while not _lock.hold_shared() and time.monotonic() < deadline:
             time.sleep(0.02)

@@ -302,3 +302,35 @@ def test_a_download_killed_with_the_app_is_redone_by_a_later_launch(
     _ok(run_app(exe, "--version"), f"textstat {V2}\n")
     assert exe.read_bytes() == app_v2.read_bytes()
     assert staged_files(exe) == []
+
+
+def test_a_launch_racing_an_install_restarts_as_the_new_version(
+    app_v1, app_v2, tree_v1, copy_tree, serve_app, install, tmp_path
+):
+    """Another instance swaps the file while this one starts: this one continues as the new file."""
+    import fcntl
+
+    serve_app(copy_tree(tree_v1))
+    exe = install(app_v1)
+    fd = os.open(str(exe.parent / f".{NAME}.lock"), os.O_RDWR | os.O_CREAT, 0o666)
+    err_path = tmp_path / "stderr.txt"
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX)  # "an installer holds the instance lock"
+        with open(err_path, "w") as err:
+            proc = subprocess.Popen([str(exe), "--version"], stdout=subprocess.PIPE, stderr=err,
+                                    text=True, env=app_env(), cwd=exe.parent)
+        deadline = time.monotonic() + 60
+        while "is installing an update; waiting" not in err_path.read_text():
+            assert time.monotonic() < deadline and proc.poll() is None, err_path.read_text()
+            time.sleep(0.02)
+        new = exe.parent / ".incoming"
+        new.write_bytes(app_v2.read_bytes())
+        new.chmod(0o755)
+        os.replace(new, exe)  # the installer's swap
+    finally:
+        os.close(fd)  # the installer is done: lock released
+    out, _ = proc.communicate(timeout=60)
+    err = err_path.read_text()
+    assert proc.returncode == 0, err
+    assert out == f"textstat {V2}\n"
+    assert "was updated by another instance since this launch; restarting" in err
