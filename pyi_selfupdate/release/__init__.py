@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, List, Mapping, Optional, Tuple
 
-from ..errors import InvalidNameError, ReleaseError
-from ..protocol import encode_manifest, validate_name
+from ..errors import InvalidNameError, ReleaseError, SelfUpdateError
+from ..protocol import DEV_VERSION, decode_manifest, encode_manifest, validate_name
 from ._manager import DEFAULT_PLUGINS, ENTRY_POINT_GROUP, get_plugin_manager
 from ._model import (
     Artifact,
@@ -252,6 +252,13 @@ def _release_artifact(context: ReleaseContext, artifact: Artifact) -> ArtifactSu
     return summary
 
 
+def _manifest_version(path: Path) -> Optional[str]:
+    try:
+        return decode_manifest(path.read_bytes(), source=str(path)).version
+    except (OSError, SelfUpdateError):
+        return None
+
+
 def release(
     path: "str | os.PathLike[str]",
     version: str,
@@ -282,6 +289,12 @@ def release(
     Running the same release again is harmless and completes an interrupted one.
     """
     _name(version, "version")
+    if version == DEV_VERSION:
+        log.warning(
+            "releasing version %r: apps built as %r never update, and every other client will "
+            "install this build; release a real version number unless that is the intent",
+            DEV_VERSION, DEV_VERSION,
+        )
     if cmd_name is not None:
         _name(cmd_name, "cmd name")
     if platform is not None:
@@ -317,8 +330,10 @@ def release(
         summary.artifacts.append(art_summary)
     # Every file the manifests point at is in place: publish the manifests.
     for relpath, data in manifests:
+        previous = _manifest_version(context.target(relpath))
         context.write_file(relpath, data)
         summary.manifests.append(relpath)
-    context.report(f"wrote {len(manifests)} manifest(s): {', '.join(r for r, _ in manifests)}")
+        moved = f"{previous} -> {version}" if previous and previous != version else version
+        context.report(f"published {relpath}: {moved}")
     pm.hook.release_finished(context=context, summary=summary)
     return summary

@@ -36,6 +36,7 @@ def test_release_end_to_end_with_options_after_the_positionals(tmp_path, go_vect
     assert "compressing myapp 1.2 linux-amd64" in proc.stderr
     assert "diffing myapp 1.2 linux-amd64 against 2 earlier version(s): 1.0, 1.1" in proc.stderr
     assert "diffed 1.0 -> 1.2 linux-amd64: 650 B" in proc.stderr
+    assert "published myapp/linux-amd64.json: 1.1 -> 1.2" in proc.stderr
     # the summary table on stdout: the full binary and each patch with its size and ratio
     table = proc.stdout.splitlines()
     assert table[0].split() == ["cmd", "platform", "from", "to", "size", "gz", "/", "patch", "ratio"]
