@@ -43,6 +43,8 @@ def get_plugin_manager(plugins: Iterable[Any] = (), *, entry_points: bool = True
         if loaded:
             log.debug("loaded %d release plugin(s) from entry points", loaded)
     for plugin in plugins:
+        if pm.is_registered(plugin):  # a built-in or entry-point plugin passed again
+            continue
         pm.register(plugin)
     pm.check_pending()
     return pm

@@ -321,3 +321,10 @@ def test_plugin_can_collect_another_input_layout(tmp_path):
     release(listing, "5.0", out=tmp_path / "public", plugins=[FromListing()])
     m = decode_manifest((tmp_path / "public" / "tool" / "freebsd-amd64.json").read_bytes())
     assert m.version == "5.0" and m.sha256 == hashlib.sha256(_payload("5.0")).digest()
+
+
+def test_passing_a_built_in_plugin_again_is_harmless(tmp_path, builds):
+    from pyi_selfupdate.release._builtin import compress
+
+    release(builds("1.0"), "1.0", out=tmp_path / "public", platform=PLAT, plugins=[compress])
+    assert _assert_consistent(tmp_path / "public") == "1.0"
