@@ -244,3 +244,25 @@ def test_a_refused_second_platform_writes_nothing_for_the_first(tmp_path):
                 raise ReleaseError("linux builds are not signed off; get the QA sign-off first")
 
     _refused(tmp_path, src, "1.0", "QA sign-off", cmd_name="app", plugins=[RefuseLinux()])
+
+
+def test_an_exe_without_a_platform_is_refused_off_windows(tmp_path):
+    exe = _exe(tmp_path / "tool.exe")
+    if current_platform().startswith("windows-"):
+        release(exe, "1.0", out=tmp_path / "public")
+        assert (tmp_path / "public" / "tool" / f"{current_platform()}.json").is_file()
+    else:
+        msg = _refused(tmp_path, exe, "1.0", "named like a Windows executable")
+        assert "--platform windows-amd64" in msg
+
+
+def test_a_binary_format_that_does_not_match_its_platform_is_warned_about(tmp_path, caplog):
+    src = tmp_path / "cross"
+    _exe(src / "windows-amd64.exe")  # starts with \x7fELF: a Linux binary named for Windows
+    (src / "linux-amd64").write_bytes(b"\x7fELF" + b"\0" * 100)
+    (src / "darwin-arm64").write_bytes(b"\xcf\xfa\xed\xfe" + b"\0" * 100)
+    with caplog.at_level("WARNING", logger="pyi_selfupdate.release"):
+        release(src, "1.0", out=tmp_path / "public", cmd_name="app")
+    warned = [r.getMessage() for r in caplog.records if "looks like" in r.getMessage()]
+    assert len(warned) == 1
+    assert "ELF" in warned[0] and "windows-amd64" in warned[0]

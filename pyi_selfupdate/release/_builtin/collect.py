@@ -15,13 +15,13 @@ Hidden entries (names starting with ``.``) are ignored everywhere.
 
 from __future__ import annotations
 
-import os
+import logging
 import re
 from pathlib import Path
 from typing import List, Optional
 
-from ...errors import InvalidNameError, ReleaseError
-from ...protocol import current_platform, validate_name
+from ...errors import ReleaseError
+from ...protocol import current_platform
 from .._model import Artifact, ReleaseContext
 from ..hookspecs import hookimpl
 
@@ -34,6 +34,8 @@ GOARCH = frozenset(
     "386 amd64 arm arm64 loong64 mips mips64 mips64le mipsle ppc64 ppc64le riscv64 "
     "s390x sparc64 wasm".split()
 )
+
+log = logging.getLogger("pyi_selfupdate.release")
 
 _PLAT_RE = re.compile(r"^([a-z0-9]+)-([a-z0-9]+)$")
 _ONEDIR_HINTS = ("_internal", "base_library.zip")
@@ -88,7 +90,15 @@ def _refuse_onedir(folder: Path, entries: List[Path]) -> None:
 
 
 def _single_file(path: Path, context: ReleaseContext) -> List[Artifact]:
-    plat = check_platform(context.platform) if context.platform else current_platform()
+    if context.platform:
+        plat = check_platform(context.platform)
+    else:
+        plat = current_platform()
+        if path.name.lower().endswith(".exe") and not plat.startswith("windows-"):
+            raise ReleaseError(
+                f"{path.name} is named like a Windows executable but this machine is {plat}; "
+                "give its platform with --platform (for example --platform windows-amd64)"
+            )
     cmd = context.cmd_name or _stem(path.name)
     return [Artifact(path=path, cmd_name=cmd, platform=plat, version=context.version)]
 
@@ -218,13 +228,31 @@ def release_collect(context: ReleaseContext) -> List[Artifact]:
     return collect_artifacts(context)
 
 
-def validate_artifact_names(artifact: Artifact) -> None:
-    """Refuse a cmd name, version or platform that could escape the tree."""
-    for value, what in ((artifact.cmd_name, "cmd name"), (artifact.version, "version"),
-                        (artifact.platform, "platform")):
-        try:
-            validate_name(value, what)
-        except InvalidNameError as exc:
-            raise ReleaseError(str(exc)) from None
-    if not os.access(artifact.path, os.R_OK):
-        raise ReleaseError(f"{artifact.path} is not readable; check its permissions")
+#: Executable formats by their first bytes, and the GOOS values that run them.
+_FORMATS = [
+    (b"\x7fELF", "an ELF (Linux/BSD) executable", ("linux", "android", "freebsd", "netbsd", "openbsd",
+                                                   "dragonfly", "solaris", "illumos", "hurd")),
+    (b"MZ", "a Windows (PE) executable", ("windows",)),
+    (b"\xcf\xfa\xed\xfe", "a macOS (Mach-O) executable", ("darwin", "ios")),
+    (b"\xce\xfa\xed\xfe", "a macOS (Mach-O) executable", ("darwin", "ios")),
+    (b"\xca\xfe\xba\xbe", "a macOS universal (Mach-O) executable", ("darwin", "ios")),
+]
+
+
+@hookimpl
+def release_check_artifact(context: ReleaseContext, artifact: Artifact) -> None:
+    """Warn when the file's format does not run on its platform (a likely mix-up)."""
+    try:
+        with open(artifact.path, "rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return
+    goos = artifact.platform.split("-", 1)[0]
+    for magic, what, systems in _FORMATS:
+        if head.startswith(magic):
+            if goos not in systems:
+                log.warning(
+                    "%s looks like %s but is released for %s: check --platform or the folder names",
+                    artifact.path, what, artifact.platform,
+                )
+            return
