@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import time
 
 from PyInstaller.utils.hooks import logger
 
@@ -60,6 +61,9 @@ excludedimports = [
     # that set public_keys. An app that imports nacl itself still gets it.
     "nacl",
 ]
+
+#: How far in the future the generated settings file is dated (ten years).
+_FUTURE_SECONDS = 10 * 365 * 24 * 3600
 
 _REPRO_WARNING = """\
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
@@ -124,16 +128,17 @@ def hook(hook_api) -> None:
     data = dumps(config)
     path = _embedded_path()
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    try:
-        with open(path, "rb") as fh:
-            unchanged = fh.read() == data
-    except OSError:
-        unchanged = False
-    if not unchanged:  # keep the mtime when nothing changed: PyInstaller's cache checks it
-        tmp = path + ".tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    # PyInstaller reuses a cached analysis (and would skip this hook, keeping old
+    # settings) unless an input is newer than its last build. The settings come
+    # from the environment and pyproject.toml, which it does not watch: dating
+    # this generated file in the future makes every build run the hook again.
+    # The archive stores no timestamps, so builds stay byte-identical.
+    future = time.time() + _FUTURE_SECONDS
+    os.utime(tmp, (future, future))
+    os.replace(tmp, path)
     # TOC form (dest, src, typecode): the bundle holds it as pyi_selfupdate/_embedded_config.json.
     hook_api.add_datas([(EMBEDDED_DIR + "/" + EMBEDDED_NAME, path, "DATA")])
     logger.info(

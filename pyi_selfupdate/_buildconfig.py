@@ -23,8 +23,7 @@ log = logging.getLogger("pyi_selfupdate.build")
 ENV_PREFIX = "PYI_SELFUPDATE_"
 PYPROJECT_TABLE = "pyi-selfupdate"
 HOOKSCONFIG_NAME = "pyi_selfupdate"
-#: The hook writes the embedded config under this name in PyInstaller's workpath;
-#: ``pyi-selfupdate build`` touches it so a cached analysis never keeps stale settings.
+#: The hook writes the embedded config under this name in PyInstaller's workpath.
 WORKPATH_FILE = "pyi_selfupdate_embedded_config.json"
 
 _URL_KEYS = ("api_url", "bin_url", "diff_url")

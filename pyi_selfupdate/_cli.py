@@ -114,8 +114,8 @@ usage: pyi-selfupdate build [PyInstaller options...] SCRIPT.py | SPEC.spec
 Run PyInstaller (this interpreter's, `python -m PyInstaller`) the reproducible
 way: PYTHONHASHSEED=0 unless a fixed seed is already set, --onefile unless
 --onedir/--onefile is given or a .spec file is built. Every argument goes to
-PyInstaller as it is (see `python -m PyInstaller --help`). Rebuilding always
-re-embeds the current update settings (environment, spec, pyproject.toml).
+PyInstaller as it is (see `python -m PyInstaller --help`). Every build embeds
+the current update settings (environment, spec file, pyproject.toml).
 """
 
 
@@ -132,17 +132,7 @@ def _add_build(sub: "argparse._SubParsersAction") -> None:
     p.set_defaults(func=_cmd_build)
 
 
-def _build_workpath(argv: List[str]) -> str:
-    for i, arg in enumerate(argv):
-        if arg == "--workpath" and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith("--workpath="):
-            return arg.split("=", 1)[1]
-    return "build"
-
-
 def _cmd_build(args: argparse.Namespace) -> int:
-    import glob
     import os
     import subprocess
 
@@ -157,12 +147,6 @@ def _cmd_build(args: argparse.Namespace) -> int:
     is_spec = any(a.endswith(".spec") for a in argv)
     mode_given = any(a in ("-F", "--onefile", "-D", "--onedir") for a in argv)
     extra = [] if is_spec or mode_given else ["--onefile"]
-    # PyInstaller reuses its cached analysis when the sources did not change, which
-    # would skip the hook and keep the old settings: mark the embedded file as new.
-    from ._buildconfig import WORKPATH_FILE
-
-    for stale in glob.glob(os.path.join(glob.escape(_build_workpath(argv)), "*", WORKPATH_FILE)):
-        os.utime(stale, None)
     cmd = [sys.executable, "-m", "PyInstaller", *extra, *argv]
     print(f"pyi-selfupdate: PYTHONHASHSEED={env['PYTHONHASHSEED']} {' '.join(cmd[1:])}", file=sys.stderr)
     return subprocess.call(cmd, env=env)

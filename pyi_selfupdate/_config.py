@@ -43,11 +43,11 @@ A missing ``api_url`` or ``current_version``, an unknown key or a wrong value
 fails the build with a message naming the fix.
 
 Build with ``pyi-selfupdate build app.py`` (or ``... build app.spec``): it fixes
-``PYTHONHASHSEED`` (identical sources give identical bytes, so patches stay
-tiny) and re-embeds the settings even when only the environment or
-pyproject.toml changed. Plain ``pyinstaller`` reuses its cached analysis in
-that case and keeps the previous settings (``--clean`` avoids it); the release
-step then refuses the binary if its version is not the one being released.
+``PYTHONHASHSEED`` so identical sources give identical bytes and patches stay
+tiny. Every build re-reads the settings, even when only the environment or
+pyproject.toml changed (the hook defeats PyInstaller's cached analysis for
+that), and the release step refuses a binary whose embedded version or
+cmd_name is not the one being released.
 """
 
 from __future__ import annotations

@@ -238,11 +238,11 @@ def test_init_renders_a_spec_that_builds(tmp_path):
     out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60, env=_clean_env())
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1])["current_version"] == "2.0"
-    # Same sources, new settings in the environment: PyInstaller would reuse its cached
-    # analysis (and the old settings); `pyi-selfupdate build` re-embeds them.
-    rebuild = subprocess.run([*_cli(), "build", "--noconfirm", "--log-level", "WARN", "tool.spec"],
+    # Same sources, new settings in the environment only: even plain PyInstaller, which
+    # would reuse its cached analysis and skip the hook, embeds the new settings.
+    rebuild = subprocess.run([sys.executable, "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN", "tool.spec"],
                              cwd=src, env=_clean_env(PYI_SELFUPDATE_ENABLED="0", PYI_SELFUPDATE_CURRENT_VERSION="2.1",
-                                                     PYI_SELFUPDATE_PUBLIC_KEYS=KEY),
+                                                     PYI_SELFUPDATE_PUBLIC_KEYS=KEY, PYTHONHASHSEED="0"),
                              capture_output=True, text=True, timeout=600)
     assert rebuild.returncode == 0, rebuild.stderr[-4000:]
     assert "no public_keys" not in rebuild.stderr
