@@ -8,11 +8,16 @@ built in the same environment are untouched.
   imported from a runtime hook, whose imports' own hooks do not run), plus
   ``requests`` and ``bsdiff4``.
 * ``excludedimports``: the release side, the CLI and the build tools never ship
-  in the app.
+  in the app; PyNaCl ships only when ``public_keys`` are set (signed updates).
 * ``hook(hook_api)``: merges the configuration (environment > spec file
   ``hooksconfig={"pyi_selfupdate": {...}}`` > ``[tool.pyi-selfupdate]`` in
   ``./pyproject.toml`` > defaults; see ``pyi_selfupdate._config``), validates it
-  and embeds it as ``pyi_selfupdate/_embedded_config.json``.
+  (a mistake stops the build with the fix) and embeds it as
+  ``pyi_selfupdate/_embedded_config.json``; warns loudly when PYTHONHASHSEED is
+  not fixed (the build is not reproducible) and when no ``public_keys`` are set.
+
+``hook-bsdiff4.py`` beside this file keeps bsdiff4's self-test (and the
+unittest/asyncio/multiprocessing it drags in) out of every app.
 """
 
 from __future__ import annotations
