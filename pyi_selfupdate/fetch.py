@@ -132,7 +132,10 @@ class _ResponseStream(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
         try:
-            data = self._resp.raw.read(len(view), decode_content=True)
+            raw = self._resp.raw
+            # read1: what has arrived (at most n bytes), so a slow sender cannot hold one
+            # read for long and the caller's overall deadline is checked between reads.
+            data = getattr(raw, "read1", raw.read)(len(view), decode_content=True)
         except Exception as exc:  # urllib3/requests/socket errors, timeouts
             raise FetchError(
                 f"download of {self._url} failed after {self._count} bytes: {exc}; "

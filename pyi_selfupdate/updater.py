@@ -33,13 +33,14 @@ import hashlib
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Optional, Tuple, Union
+from typing import Any, BinaryIO, Callable, Optional, Sequence, Tuple, Union
 
-from . import _install, _schedule
+from . import _install, _schedule, signing as _signing
 from ._patch import apply_patch, check_sha256, gunzip_to
-from .errors import ConfigError, FetchError, SelfUpdateError
+from .errors import ConfigError, FetchError, SelfUpdateError, SignatureError
 from .fetch import Requester, RequestsRequester, close_quietly
 from .protocol import (
     DEV_VERSION,
@@ -89,8 +90,11 @@ class UpdateResult:
 
 
 class _Counter:
-    def __init__(self) -> None:
+    def __init__(self, seconds: Optional[float] = None) -> None:
         self.n = 0
+        #: time.monotonic() after which every read fails (the overall deadline)
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+        self.seconds = seconds
 
 
 class Updater:
@@ -116,7 +120,19 @@ class Updater:
       at ERROR and not propagated: the update has happened;
     - ``target``: the file to update (default: ``sys.executable`` in a frozen
       app; required otherwise). Symlinks are resolved: the real file is updated;
-    - ``platform``: ``<os>-<arch>`` as Go names it (default: this machine's).
+    - ``platform``: ``<os>-<arch>`` as Go names it (default: this machine's);
+    - ``public_keys``: ``["ed25519:..."]`` keys that sign releases
+      (``pyi-selfupdate keygen``). With keys, only a manifest signed by one of
+      them for this cmd name and platform is accepted, never with a serial
+      lower than one accepted before (kept in ``<dir>serial`` beside
+      ``cktime``), never after its signed expiry, and every download is capped
+      by the signed size. Without keys the client trusts the server, as
+      go-selfupdate does. See SECURITY.md;
+    - ``allow_http``: plain ``http://`` URLs to a non-loopback host are
+      allowed by default only with ``public_keys``; True allows them anyway,
+      False never;
+    - ``deadline``: seconds one check-and-download may take in all (manifest,
+      patch and full binary), however slowly the server sends; None: no limit.
 
     Invalid settings raise :class:`~pyi_selfupdate.errors.ConfigError` (or
     :class:`~pyi_selfupdate.errors.InvalidNameError` for a name that could
@@ -139,6 +155,9 @@ class Updater:
         on_successful_update: Optional[Callable[[UpdateResult], None]] = None,
         target: Optional[_PathLike] = None,
         platform: Optional[str] = None,
+        public_keys: Optional[Sequence[str]] = None,
+        allow_http: Optional[bool] = None,
+        deadline: Optional[float] = 900,
     ) -> None:
         self.current_version = validate_name(current_version, "current version")
         self.api_url = _base_url(api_url, "api_url")
@@ -166,6 +185,18 @@ class Updater:
                 )
             target = sys.executable
         self.target = Path(os.path.realpath(os.fspath(target)))
+        self.public_keys = _signing.check_public_keys(public_keys)
+        if allow_http not in (None, True, False):
+            raise ConfigError(f"allow_http must be true, false or unset, not {allow_http!r}")
+        self.allow_http = allow_http
+        for what, url in (("api_url", self.api_url), ("bin_url", self.bin_url),
+                          ("diff_url", self.diff_url)):
+            _signing.check_transport(url, what, signed=bool(self.public_keys), allow_http=allow_http)
+        if deadline is not None and not (isinstance(deadline, (int, float)) and deadline > 0):
+            raise ConfigError(f"deadline must be a positive number of seconds or None, not {deadline!r}")
+        self.deadline = None if deadline is None else float(deadline)
+        #: what the last verified signed manifest promised (size, serial, expiry)
+        self._signed: Optional[_signing.SignedInfo] = None
 
     # ----------------------------------------------------------- public API
 
@@ -173,6 +204,12 @@ class Updater:
     def cktime_path(self) -> Path:
         """Where the schedule is kept: ``<target folder>/<dir>cktime``."""
         return _schedule.cktime_path(self.target, self.dir)
+
+    @property
+    def serial_path(self) -> Path:
+        """Where the highest accepted serial is kept: ``<target folder>/<dir>serial``."""
+        cktime = self.cktime_path
+        return cktime.with_name(cktime.name[: -len("cktime")] + "serial")
 
     def check_due(self) -> bool:
         """Whether :meth:`background_run` would check now (never for ``dev``)."""
@@ -189,7 +226,7 @@ class Updater:
         """
         if self.current_version == DEV_VERSION:
             return None
-        manifest = self._fetch_manifest(_Counter())
+        manifest = self._fetch_manifest(_Counter(self.deadline))
         return None if manifest.version == self.current_version else manifest.version
 
     def update(self) -> Optional[UpdateResult]:
@@ -288,7 +325,9 @@ class Updater:
             return None
         try:
             result = self._run(install=install)
-        except Exception:
+        except Exception as exc:
+            log.warning("update of %s failed, the installed file is untouched: %s",
+                        self.cmd_name, exc)
             when = _schedule.schedule_retry(self.cktime_path, self.check_time)
             log.info("update check failed; next attempt after %s", _schedule.format_rfc3339(when))
             raise
@@ -296,7 +335,7 @@ class Updater:
         return result
 
     def _run(self, *, install: bool) -> Optional[UpdateResult]:
-        counter = _Counter()
+        counter = _Counter(self.deadline)
         manifest = self._fetch_manifest(counter)
         if manifest.version == self.current_version:
             log.info("%s %s is up to date", self.cmd_name, self.current_version)
@@ -384,6 +423,7 @@ class Updater:
     # ---------------------------------------------------------------- fetch
 
     def _open(self, url: str) -> BinaryIO:
+        _signing.install_redirect_policy(self.requester)
         try:
             return self.requester.fetch(url)
         except SelfUpdateError:
@@ -415,7 +455,43 @@ class Updater:
         data = self._read_all(url, MAX_MANIFEST_BYTES, counter)
         manifest = decode_manifest(data, source=url)
         validate_name(manifest.version, f"version in {url}")
+        self._signed = None
+        if self.public_keys:
+            self._signed = self._verify_signed(manifest, url)
         return manifest
+
+    def _verify_signed(self, manifest: Manifest, url: str) -> _signing.SignedInfo:
+        """Verify ``manifest`` against ``public_keys`` and the remembered serial; record it."""
+        try:
+            state = _signing.read_serial_state(self.serial_path)
+            info = _signing.verify_manifest(
+                manifest, cmd_name=self.cmd_name, platform=self.platform,
+                public_keys=self.public_keys,
+                min_serial=state.serial if state else None,
+                min_serial_version=state.version if state else None,
+                source=url,
+            )
+        except SignatureError as exc:
+            log.error("refusing the update of %s: %s", self.cmd_name, exc)
+            raise
+        log.info("%s: manifest signed by key %s, serial %d", self.cmd_name, info.key_id, info.serial)
+        if state is None or info.serial > state.serial:
+            self.serial_path.parent.mkdir(parents=True, exist_ok=True)
+            _signing.write_serial_state(self.serial_path,
+                                        _signing.SerialState(info.serial, manifest.version))
+        return info
+
+    def _body_cap(self, unsigned_cap: int) -> int:
+        """The most bytes one patch or ``.gz`` body may have."""
+        if self._signed is None:
+            return unsigned_cap
+        return min(unsigned_cap, _signing.signed_body_cap(self._signed.size))
+
+    def _binary_cap(self, unsigned_cap: int) -> int:
+        """The largest new executable accepted: the signed size when there is one."""
+        if self._signed is None:
+            return unsigned_cap
+        return min(unsigned_cap, self._signed.size)
 
     def _download(self, manifest: Manifest, counter: _Counter) -> Tuple[Path, str]:
         """Patch path, else full path; returns a finished, verified temporary file."""
@@ -429,11 +505,12 @@ class Updater:
 
     def _via_patch(self, url: str, manifest: Manifest, counter: _Counter) -> Path:
         size = os.path.getsize(self.target)
-        patch = self._read_all(url, min(MAX_BINARY_BYTES, size + _PATCH_SLACK), counter)
+        patch = self._read_all(url, self._body_cap(min(MAX_BINARY_BYTES, size + _PATCH_SLACK)),
+                               counter)
         with open(self.target, "rb") as fh:  # read only once a patch is there
             current = fh.read()
-        new = apply_patch(current, patch, max_new_size=min(MAX_BINARY_BYTES,
-                                                          4 * len(current) + _PATCH_SLACK))
+        new = apply_patch(current, patch, max_new_size=self._binary_cap(
+            min(MAX_BINARY_BYTES, 4 * len(current) + _PATCH_SLACK)))
         del patch, current
         check_sha256(hashlib.sha256(new).digest(), manifest.sha256, f"the result of patch {url}")
         with _install.NewFile(self.target) as out:
@@ -446,8 +523,10 @@ class Updater:
         stream = self._open(url)
         try:
             with _install.NewFile(self.target) as out:
-                _size, digest = gunzip_to(_reader(stream, url, counter, cap=MAX_BINARY_BYTES),
-                                          out.write, max_size=MAX_BINARY_BYTES, source=url)
+                body_cap = counter.n + self._body_cap(MAX_BINARY_BYTES)
+                _size, digest = gunzip_to(_reader(stream, url, counter, cap=body_cap),
+                                          out.write, max_size=self._binary_cap(MAX_BINARY_BYTES),
+                                          source=url)
                 check_sha256(digest, manifest.sha256, url)
                 return out.finish()
         finally:
@@ -468,6 +547,11 @@ def _reader(stream: Any, url: str, counter: _Counter,
         if block is None:
             block = b""
         counter.n += len(block)
+        if block and counter.deadline is not None and time.monotonic() > counter.deadline:
+            raise FetchError(
+                f"download of {url} is still unfinished after the overall deadline of "
+                f"{counter.seconds:g} s (the server sends too slowly); giving up, retry later"
+            )
         if cap is not None and counter.n > cap:
             raise FetchError(f"{url} is larger than the limit of {cap} bytes; refusing it")
         return bytes(block)
