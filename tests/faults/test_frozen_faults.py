@@ -63,9 +63,9 @@ def _tally() -> kit.Tally:
     return _TALLY
 
 
-def _run(exe: Path, args, *, env=None, preexec=None, timeout=120):
+def _run(exe: Path, args, *, env=None, preexec=None, timeout=120, stdin=None):
     return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, cwd=exe.parent,
-                          preexec_fn=preexec, timeout=timeout)
+                          preexec_fn=preexec, timeout=timeout, input=stdin)
 
 
 @pytest.fixture
@@ -234,3 +234,70 @@ def test_ten_launches_at_once_with_update_staged(tmp_path, textstat):
     assert installs == 1, [e[-800:] for _, _, e in results]
     assert final == "new"
     assert kit.leftovers(inst, app.name) == []
+
+
+@pytest.mark.parametrize("hold", [3.0, 16.0], ids=["frozen-3s", "frozen-16s"])
+def test_launch_while_an_install_is_frozen(hold, tmp_path, textstat):
+    """An installing process stopped (SIGSTOP) in the middle of its install while another launch starts.
+
+    The installer is caught the moment it has claimed the staged file (its
+    ``.<name>.new.*`` appears) and stopped for ``hold`` seconds: shorter and
+    longer than the time a launch waits for the instance lock (10 s). The
+    other launch runs ``count`` on a pipe and imports its report module only
+    after the installer went on: if the executable were replaced under it,
+    that import would fail. Both must exit 0 with their normal output, the
+    executable must be one of the versions, and the next launches recover.
+    """
+    import signal
+
+    app = textstat
+    inst = tmp_path / "inst"
+    inst.mkdir()
+    exe = kit.copy_exe(app.old, inst / app.name)
+    server = ReleaseServer(app.root, port=app.port)
+    clean = _run(exe, ["count"], env=kit.app_env(log="", **kit.LOOK_ENV), stdin=TEXT)
+    assert clean.returncode == 0 and clean.stdout.strip(), clean
+    try:
+        first = _run(exe, ["--version"], env=kit.app_env(log="info"))
+        assert (inst / f".{app.name}.staged.json").exists(), first.stderr
+        installer = subprocess.Popen([str(exe), "--version"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=kit.app_env(log="info"), start_new_session=True)
+        caught = kit.wait_until(
+            lambda: any(p.name.startswith(f".{app.name}.new.") for p in inst.iterdir()), 60, 0.0002
+        )
+        if caught:
+            os.killpg(installer.pid, signal.SIGSTOP)
+        other = subprocess.Popen([str(exe), "count"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=kit.app_env(log="info"),
+                                 start_new_session=True)
+        time.sleep(hold)
+        if caught:
+            os.killpg(installer.pid, signal.SIGCONT)
+        a_out, a_err = installer.communicate(timeout=120)
+        b_out, b_err = other.communicate(TEXT, timeout=120)
+        state = kit.judge(exe, app.versions, execute=False).state
+        outputs = []
+        for _ in range(2):
+            nxt = _run(exe, ["--version"], env=kit.app_env(log="info"))
+            outputs.append((nxt.returncode, nxt.stdout.strip()))
+            if app.new_version in nxt.stdout:
+                break
+    finally:
+        server.close()
+    tally = kit.record(kit.Tally(
+        f"an install frozen (SIGSTOP) {hold:.0f}s while another launch starts (frozen app)", 0,
+        f"make test PYTEST_ARGS='tests/faults/test_frozen_faults.py -k frozen-{hold:.0f}s'",
+    ))
+    tally.trials = 1
+    tally.outcomes[f"executable {state}"] += 1
+    tally.outcomes[f"installer exit {installer.returncode} ({a_out.strip()}), other exit {other.returncode}"] += 1
+    tally.notes.append("installer log: " + " / ".join(a_err.strip().splitlines()[:3])[:400])
+    tally.notes.append("other launch log: " + " / ".join(b_err.strip().splitlines()[:3])[:400])
+    print(tally.summary())
+    assert caught, "the installer was never seen claiming the staged file"
+    assert installer.returncode == 0 and a_out.strip() in (f"textstat {app.old_version}", f"textstat {app.new_version}"), a_err
+    assert other.returncode == 0 and b_out == clean.stdout, (b_out, b_err)
+    assert state in ("old", "new")
+    assert outputs[-1] == (0, f"textstat {app.new_version}"), outputs
+    assert kit.leftovers(inst, app.name) == []
+    tally.recovery_tried = tally.recovered = 1

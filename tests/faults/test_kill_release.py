@@ -22,7 +22,6 @@ import random
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -106,33 +105,28 @@ def test_kill9_during_release(tmp_path):
     assert not problems and not temps and version == VERSIONS[1], (problems, temps, version)
 
     new = VERSIONS[2]
-    # calibrate: an unkilled release of the third version, watching files appear
+    gz_dir = Path(CMD) / new  # the new .gz's folder: written first, before the diffs
+
+    def publishing(tree: Path, before: set) -> bool:
+        """True once the publishing step touched the tree: a file outside the new .gz's folder."""
+        for p in (tree / CMD).rglob("*"):
+            if p.is_file() and p not in before and gz_dir not in p.relative_to(tree).parents:
+                return True
+        return False
+
+    # calibrate: an unkilled release of the third version; when does publishing start?
     out = tmp_path / "cal"
     shutil.copytree(base_tree, out)
-    before = {p for p in out.rglob("*") if p.is_file()}
-    seen = {}
-    stop = threading.Event()
-
-    def watch(t0: float) -> None:
-        while not stop.is_set():
-            for p in out.rglob("*"):
-                if p not in before and p not in seen:
-                    seen[p] = time.monotonic() - t0
-            time.sleep(0.002)
-
+    before = {p for p in out.rglob("*")}
     t0 = time.monotonic()
-    watcher = threading.Thread(target=watch, args=(t0,), daemon=True)
-    watcher.start()
-    proc = subprocess.run(_release_cmd(out, exes[new], new), env=env, capture_output=True, text=True)
+    proc = subprocess.Popen(_release_cmd(out, exes[new], new), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    assert kit.wait_until(lambda: publishing(out, before) or proc.poll() is not None, 120, 0.0005)
+    anchor = time.monotonic() - t0
+    _, err = proc.communicate(timeout=120)
     duration = time.monotonic() - t0
-    stop.set()
-    watcher.join()
-    assert proc.returncode == 0, proc.stderr
-    manifest = out / CMD / f"{kit.PLAT}.json"
-    finals_seen = sorted(t for p, t in seen.items() if p.is_file() and ".pyi-tmp-" not in p.name)
-    publish_start = min(finals_seen[1:] or finals_seen or [0.0])  # after the .gz: the patches
-    publish_end = max(publish_start, max(finals_seen or [duration])) + 0.05
-    publish_start = max(0.0, publish_start - 0.1)
+    assert proc.returncode == 0, err
+    publish_len = max(0.02, duration - anchor)
     problems, temps, version = _check_tree(out, data)
     assert not problems and not temps and version == new, (problems, temps, version)
 
@@ -145,18 +139,22 @@ def test_kill9_during_release(tmp_path):
         kit.reproduce("tests/faults/test_kill_release.py", seed),
     ))
     tally.notes.append(
-        f"an unkilled release takes {duration:.2f}s here; half the kills drawn over it, half over "
-        f"the publishing window {publish_start:.2f}-{publish_end:.2f}s"
+        f"an unkilled release takes {duration:.2f}s here, publishing (patches, then the manifest) "
+        f"the last {publish_len:.3f}s; half the kills drawn over the whole run, half over the "
+        "publishing window (timed from the first published file appearing)"
     )
     for i in range(n):
         out = tmp_path / "trial"
         if out.exists():
             shutil.rmtree(out)
         shutil.copytree(base_tree, out)
+        before = {p for p in out.rglob("*")}
         schedule = rng.choice(("window", "publish"))
-        delay = rng.uniform(0, duration) if schedule == "window" else rng.uniform(publish_start, publish_end)
+        delay = rng.uniform(0, duration) if schedule == "window" else rng.uniform(0, publish_len)
         proc = subprocess.Popen(_release_cmd(out, exes[new], new), env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
+        if schedule == "publish":
+            kit.wait_until(lambda: publishing(out, before) or proc.poll() is not None, 120, 0.0005)
         time.sleep(delay)
         killed = kit.killpg(proc)
         tally.trials += 1
