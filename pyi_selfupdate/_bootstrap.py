@@ -35,14 +35,18 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
-from . import _install
+from . import _install, _schedule
 from ._config import load_embedded
 from ._restart import MAIN_MARKER, restart
 from .errors import ConfigError, SelfUpdateError
-from .protocol import DEV_VERSION
-from .updater import Updater
+
+if TYPE_CHECKING:  # imported when needed: most launches need no Updater at all
+    from .updater import Updater
+
+#: go-selfupdate's "never update" version (also ``pyi_selfupdate.protocol.DEV_VERSION``).
+DEV_VERSION = "dev"
 
 __all__ = ["run", "updater_from_config", "embedded_config", "DISABLE_ENV", "LOG_ENV"]
 
@@ -79,7 +83,7 @@ def _cmd_name(config: Dict[str, Any], target: str) -> str:
     return base
 
 
-def updater_from_config(**overrides: Any) -> Updater:
+def updater_from_config(**overrides: Any) -> "Updater":
     """An :class:`~pyi_selfupdate.Updater` configured as this frozen app was built.
 
     For apps that update themselves (``mode = "manual"``, or a "check for
@@ -114,28 +118,29 @@ def updater_from_config(**overrides: Any) -> Updater:
         "randomize_time": config.get("randomize_time", 0),
         "target": target,
     }
+    from .updater import Updater
+
+    keywords = _updater_keywords(Updater)
     if config.get("public_keys"):
-        if "public_keys" not in _UPDATER_KEYWORDS:  # never update unverified instead
+        if "public_keys" not in keywords:  # never update unverified instead
             raise ConfigError(
                 "the app was built with public_keys but this pyi_selfupdate client cannot verify "
                 "signatures; build the app with a pyi-selfupdate version that supports signing"
             )
         kwargs["public_keys"] = list(config["public_keys"])
-    if config.get("allow_http") is not None and "allow_http" in _UPDATER_KEYWORDS:
+    if config.get("allow_http") is not None and "allow_http" in keywords:
         kwargs["allow_http"] = config["allow_http"]
     kwargs.update(overrides)
     return Updater(**kwargs)
 
 
-def _updater_keywords() -> frozenset:
+def _updater_keywords(cls: type) -> frozenset:
     try:
-        code = Updater.__init__.__code__
+        code = cls.__init__.__code__
         return frozenset(code.co_varnames[: code.co_argcount + code.co_kwonlyargcount])
     except AttributeError:  # pragma: no cover
         return frozenset()
 
-
-_UPDATER_KEYWORDS = _updater_keywords()
 
 
 def _setup_logging() -> None:
@@ -217,20 +222,34 @@ def _run() -> None:
         log.info("%s was updated by another instance since this launch; restarting", target)
         _restart_after_install()
 
-    updater = updater_from_config(target=target)
     _install.cleanup_leftovers(target)
-    result = updater.install_staged()
-    if result is not None and result.installed:
-        log.info("installed staged update %s -> %s; restarting", result.from_version, result.to_version)
-        _restart_after_install(result.to_version)
-
     mode = config.get("mode", "background")
-    if mode == "immediate":
+    staged = _install.sidecar_path(target).exists()
+    due = mode in ("background", "immediate") and _check_due(config, target)
+    if not staged and not due:  # the common launch: a few stats, no Updater, no thread
+        log.debug("nothing staged and no update check due (mode %s)", mode)
+        return
+
+    updater = updater_from_config(target=target)
+    if staged:
+        result = updater.install_staged()
+        if result is not None and result.installed:
+            log.info("installed staged update %s -> %s; restarting",
+                     result.from_version, result.to_version)
+            _restart_after_install(result.to_version)
+    if not due:
+        log.debug("mode %r: no update check due", mode)
+    elif mode == "immediate":
         _immediate(updater)
-    elif mode == "background":
-        _start_background(updater, float(config.get("exit_wait", 10) or 0))
     else:
-        log.debug("mode %r: the app checks for updates itself", mode)
+        _start_background(updater, float(config.get("exit_wait", 10) or 0))
+
+
+def _check_due(config: Dict[str, Any], target: str) -> bool:
+    """The schedule of :meth:`Updater.check_due`, without building an Updater."""
+    if config.get("force_check"):
+        return True
+    return _schedule.is_due(_schedule.cktime_path(target, config.get("dir") or "update/"))
 
 
 def _restart_after_install(version: Optional[str] = None) -> None:
@@ -251,10 +270,7 @@ def _restart_after_install(version: Optional[str] = None) -> None:
         os._exit(75)  # EX_TEMPFAIL
 
 
-def _immediate(updater: Updater) -> None:
-    if not updater.check_due():
-        log.debug("not time to check for updates yet")
-        return
+def _immediate(updater: "Updater") -> None:
     try:
         result = updater.update()
     except SelfUpdateError as exc:
@@ -268,7 +284,7 @@ def _immediate(updater: Updater) -> None:
                  result.to_version)
 
 
-def _background_stage(updater: Updater) -> None:
+def _background_stage(updater: "Updater") -> None:
     try:
         result = updater.stage()
     except SelfUpdateError as exc:
@@ -284,11 +300,8 @@ def _background_stage(updater: Updater) -> None:
         log.debug("no update available")
 
 
-def _start_background(updater: Updater, exit_wait: float) -> None:
+def _start_background(updater: "Updater", exit_wait: float) -> None:
     global _thread
-    if not updater.check_due():
-        log.debug("not time to check for updates yet")
-        return
     _thread = threading.Thread(
         target=_background_stage, args=(updater,), name="pyi-selfupdate", daemon=True
     )
