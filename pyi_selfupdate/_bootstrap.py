@@ -202,9 +202,7 @@ def _run() -> None:
     # "<pid>:<executable>": another app built with pyi-selfupdate, started by this
     # one, is not a child of this app.
     me = f"{os.getpid()}:{os.path.realpath(target)}"
-    marker = os.environ.get(MAIN_MARKER, "")
-    owner_pid, _, owner_exe = marker.partition(":")
-    child = bool(marker) and marker != me and owner_exe == me.partition(":")[2]
+    owner_pid = _parent_main(os.environ.get(MAIN_MARKER, ""), me)
     _lock = _install.instance_lock(target)
     if not _lock.hold_shared():
         # Another instance holds it exclusively: it is installing an update, which
@@ -213,7 +211,7 @@ def _run() -> None:
         deadline = time.monotonic() + 5.0
         while not _lock.hold_shared() and time.monotonic() < deadline:
             time.sleep(0.02)
-    if child:
+    if owner_pid is not None:
         log.debug("child process of %s: no update check", owner_pid)
         return
     os.environ[MAIN_MARKER] = me
@@ -250,6 +248,19 @@ def _check_due(config: Dict[str, Any], target: str) -> bool:
     if config.get("force_check"):
         return True
     return _schedule.is_due(_schedule.cktime_path(target, config.get("dir") or "update/"))
+
+
+def _parent_main(marker: str, me: str) -> Optional[str]:
+    """The pid of this app's main process if this process is its child (worker), else None.
+
+    ``marker`` is the inherited ``PYI_SELFUPDATE_MAIN`` (``<pid>:<executable>``),
+    ``me`` this process's own value. Set by another executable, or by this very
+    process, it does not make this process a child.
+    """
+    pid, sep, exe = marker.partition(":")
+    if not marker or not sep or marker == me or exe != me.partition(":")[2]:
+        return None
+    return pid
 
 
 def _restart_after_install(version: Optional[str] = None) -> None:

@@ -74,3 +74,19 @@ def test_restart_re_executes_a_script_in_the_same_process(tmp_path):
 def test_updater_from_config_outside_a_frozen_app_says_what_to_do():
     with pytest.raises(ConfigError, match="not a frozen app"):
         updater_from_config()
+
+
+@pytest.mark.parametrize(
+    "marker, expected",
+    [
+        ("", None),  # nothing inherited: the main process
+        ("7:/opt/app/textstat", "7"),  # started by this app's main process: a worker
+        ("9:/opt/app/textstat", None),  # our own marker (same pid): still the main process
+        ("7:/opt/other/tool", None),  # started by another self-updating app: a main process
+        ("garbage", None),
+    ],
+)
+def test_children_are_told_from_main_processes_of_this_or_other_apps(marker, expected):
+    from pyi_selfupdate._bootstrap import _parent_main
+
+    assert _parent_main(marker, "9:/opt/app/textstat") == expected
