@@ -41,7 +41,14 @@ def _add_release(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--cmd-name", metavar="NAME",
                    help="name clients ask updates for (default: the executable's name without .exe; "
                    "required for a folder of <os>-<arch> files)")
-    # --sign-key is reserved for the signing plugin's option.
+    p.add_argument("--sign-key", dest="sign_keys", action="append", metavar="KEYFILE",
+                   help="sign the manifests with this key from `pyi-selfupdate keygen` (repeat the "
+                   "option to sign with an old and a new key during a rotation)")
+    p.add_argument("--expires", dest="expires_days", type=float, metavar="DAYS",
+                   help="signed manifests expire DAYS days from now (clients then refuse them, so "
+                   "a server cannot freeze apps on an old release); re-sign before with `rollback`")
+    p.add_argument("--serial", type=int, metavar="N",
+                   help="serial of the signed release (default: the current manifest's Serial + 1)")
     p.add_argument("path", metavar="PATH", help="the executable, or the folder holding the executables")
     p.add_argument("version", metavar="VERSION", help="the version being released, e.g. 1.2")
     p.set_defaults(func=_cmd_release)
@@ -200,9 +207,51 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------- rollback
+
+
+def _add_rollback(sub: "argparse._SubParsersAction") -> None:
+    p = sub.add_parser(
+        "rollback",
+        help="publish an already released version again as the newest one (signed, higher serial)",
+        description="Versions are opaque strings: going back is releasing the old binary again. "
+        "Reads OUT/<cmd>/VERSION/<plat>.gz, writes patches from every other version to it and a "
+        "manifest with a higher Serial, signed with --sign-key. Apps that verify signatures accept "
+        "it, while a replayed old manifest stays refused. Rolling back to the current version "
+        "re-signs it (e.g. to renew --expires).",
+    )
+    p.add_argument("-o", "--out", default="public", metavar="OUT", help="root of the update tree (default: public)")
+    p.add_argument("--cmd-name", required=True, metavar="NAME", help="the app's name in the tree")
+    p.add_argument("--platform", metavar="OS-ARCH",
+                   help="only this platform (default: every platform released for VERSION)")
+    p.add_argument("version", metavar="VERSION", help="the released version to publish again")
+    p.add_argument("--sign-key", dest="sign_keys", action="append", metavar="KEYFILE",
+                   help="sign the manifests with this key from `pyi-selfupdate keygen` (repeat the "
+                   "option to sign with an old and a new key during a rotation)")
+    p.add_argument("--expires", dest="expires_days", type=float, metavar="DAYS",
+                   help="signed manifests expire DAYS days from now (clients then refuse them, so "
+                   "a server cannot freeze apps on an old release); re-sign before with `rollback`")
+    p.add_argument("--serial", type=int, metavar="N",
+                   help="serial of the signed release (default: the current manifest's Serial + 1)")
+    p.set_defaults(func=_cmd_rollback)
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    from .release._builtin.sign import rollback
+
+    def progress(message: str) -> None:
+        print(f"pyi-selfupdate: {message}", file=sys.stderr, flush=True)
+
+    options = {k: getattr(args, k) for k in ("sign_keys", "expires_days", "serial") if getattr(args, k) is not None}
+    summary = rollback(args.out, args.cmd_name, args.version, platform=args.platform,
+                       options=options, progress=progress)
+    print(summary.format_table())
+    return 0
+
+
 # --------------------------------------------------------------------- main
 
-_SUBCOMMANDS = [_add_release, _add_hooks_dir, _add_init, _add_build, _add_keygen]
+_SUBCOMMANDS = [_add_release, _add_hooks_dir, _add_init, _add_build, _add_keygen, _add_rollback]
 
 
 def _parser() -> argparse.ArgumentParser:

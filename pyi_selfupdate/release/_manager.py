@@ -23,6 +23,7 @@ DEFAULT_PLUGINS = [
     "compress",
     "diff",
     "manifest",
+    "sign",
     "publish",
 ]
 
