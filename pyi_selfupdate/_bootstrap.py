@@ -6,21 +6,30 @@ Flow of :func:`run` (each step logs to the ``pyi_selfupdate`` logger, none raise
    is disabled (``enabled = false`` or ``PYI_SELFUPDATE_DISABLE=1`` in the
    environment), or if the version is ``dev``.
 2. Tell the app's main process from its children: the main process marks the
-   environment with ``PYI_SELFUPDATE_MAIN=<pid>``. Multiprocessing workers and
-   other children started from ``sys.executable`` inherit it with another pid:
-   they only hold the shared instance lock and stop there.
+   environment with ``PYI_SELFUPDATE_MAIN=<pid>:<executable>``. Multiprocessing
+   workers and other children started from ``sys.executable`` inherit it with
+   another pid: they only hold the shared instance lock and stop there. (Another
+   self-updating app started by this one sees another executable: it is a main
+   process.) :func:`pyi_selfupdate.restart` removes the marker.
 3. Hold the shared instance lock for the life of the process (an update is
-   installed only when no other process of the app runs).
+   installed only when no other process of the app runs). While another
+   instance holds it exclusively (installing), wait for it, up to 5 s.
 4. If the executable was replaced since this process started (another instance
-   installed an update meanwhile), restart at once as the new version. Clean
-   the leftovers of an interrupted install. If a complete, verified update is
-   staged and no other instance runs: install it and restart at once, so this
-   launch continues as the new version, with the same arguments.
-5. By ``mode``: ``background`` (default) checks and downloads in a daemon
-   thread when the schedule says so, staging the verified binary for the next
+   installed an update meanwhile; Linux: ``/proc/self/exe`` against the file),
+   restart at once as the new version. Clean the leftovers of an interrupted
+   install. If a complete, verified update is staged and no other instance
+   runs: install it and restart at once, so this launch continues as the new
+   version, with the same arguments and standard streams. Should the restart
+   itself fail after an install, the process ends (exit status 75, a one-line
+   message on stderr) rather than run on over a replaced file.
+5. Most launches stop here: nothing staged and no check due (``cktime``) costs
+   a few ``stat`` calls, no Updater, no thread. By ``mode``: ``background``
+   (default) checks and downloads in a daemon thread when the schedule says so
+   (``requests`` is imported in that thread only), staging the verified binary for the next
    launch; at exit the app waits up to ``exit_wait`` seconds for an unfinished
-   download. ``immediate`` checks now and, if an update exists, installs it
-   and restarts at once. ``manual`` does nothing more: the app uses
+   download. ``immediate`` checks now, on the main thread (a network round
+   trip at launch, by choice), and if an update exists installs it and
+   restarts at once. ``manual`` does nothing more: the app uses
    :func:`updater_from_config` and :func:`pyi_selfupdate.restart` itself.
 
 Set ``PYI_SELFUPDATE_LOG=info`` (or ``debug``) in the environment to see these
