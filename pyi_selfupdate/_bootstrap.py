@@ -44,7 +44,7 @@ import os
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from . import _install, _schedule
 from ._config import load_embedded
@@ -238,7 +238,13 @@ def _run() -> None:
         return
 
     updater = updater_from_config(target=target)
-    if staged:
+    others = _other_processes(target) if staged else []
+    if others:
+        # Processes still starting from this file (not yet holding the instance
+        # lock) would crash at their next import after a swap: install later.
+        log.info("other processes run %s (pids %s); installing at a later launch",
+                 target, ", ".join(map(str, others[:5])))
+    elif staged:
         result = updater.install_staged()
         if result is not None and result.installed:
             log.info("installed staged update %s -> %s; restarting",
@@ -247,7 +253,7 @@ def _run() -> None:
     if not due:
         log.debug("mode %r: no update check due", mode)
     elif mode == "immediate":
-        _immediate(updater)
+        _immediate(updater, target)
     else:
         _start_background(updater, float(config.get("exit_wait", 10) or 0))
 
@@ -257,6 +263,33 @@ def _check_due(config: Dict[str, Any], target: str) -> bool:
     if config.get("force_check"):
         return True
     return _schedule.is_due(_schedule.cktime_path(target, config.get("dir") or "update/"))
+
+
+def _other_processes(target: str) -> List[int]:
+    """Pids of other processes running the file ``target`` now (Linux ``/proc``; [] elsewhere).
+
+    The instance lock only covers processes that reached this bootstrap; one that
+    is still starting (the onefile bootloader extracting, PyInstaller's own
+    runtime hooks importing) already reads its modules from ``target`` by path.
+    This process and its onefile bootloader parent are not counted.
+    """
+    try:
+        st = os.stat(target)
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    mine = {os.getpid(), os.getppid()}
+    found = []
+    for entry in entries:
+        if not entry.isdigit() or int(entry) in mine:
+            continue
+        try:
+            exe = os.stat(f"/proc/{entry}/exe")
+        except OSError:  # gone, or another user's process
+            continue
+        if (exe.st_dev, exe.st_ino) == (st.st_dev, st.st_ino):
+            found.append(int(entry))
+    return found
 
 
 def _parent_main(marker: str, me: str) -> Optional[str]:
@@ -290,18 +323,27 @@ def _restart_after_install(version: Optional[str] = None) -> None:
         os._exit(75)  # EX_TEMPFAIL
 
 
-def _immediate(updater: "Updater") -> None:
+def _immediate(updater: "Updater", target: str) -> None:
+    # Download and verify first (no swap yet), then install only if no other
+    # process runs this file: the window for a starting process is the swap alone.
     try:
-        result = updater.update()
+        staged = updater.stage()
     except SelfUpdateError as exc:
         log.warning("update check failed: %s", exc)
         return
+    if staged is None:
+        return
+    others = _other_processes(target)
+    if others:
+        log.info("update %s staged; other processes run %s (pids %s), installed at a later launch",
+                 staged.to_version, target, ", ".join(map(str, others[:5])))
+        return
+    result = updater.install_staged()
     if result is not None and result.installed:
         log.info("updated %s -> %s; restarting", result.from_version, result.to_version)
         _restart_after_install(result.to_version)
-    if result is not None:
-        log.info("update %s staged; another instance is running, installed at a later launch",
-                 result.to_version)
+    log.info("update %s staged; another instance is running, installed at a later launch",
+             staged.to_version)
 
 
 def _background_stage(updater: "Updater") -> None:
