@@ -25,9 +25,6 @@ from pyi_selfupdate.release import release  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
-#: What the frozen app needs to verify signatures (nacl is imported lazily by signing.py,
-#: and _cffi_backend from C by nacl._sodium: PyInstaller sees neither by itself).
-HIDDEN = ["pyi_selfupdate.signing", "nacl.signing", "nacl.exceptions", "nacl.bindings", "_cffi_backend"]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +43,7 @@ def key(tmp_path_factory):
 
 
 def _build(frozen, port: int, key, version: str) -> Path:
-    args = [a for name in HIDDEN for a in ("--hidden-import", name)]
+    # No --hidden-import: the pyi_selfupdate hook must collect PyNaCl because public_keys is set.
     env = {
         "PYI_SELFUPDATE_API_URL": f"http://127.0.0.1:{port}/",
         "PYI_SELFUPDATE_CHECK_TIME": "0",
@@ -58,7 +55,7 @@ def _build(frozen, port: int, key, version: str) -> Path:
     if version != V1:
         core = (APP_SRC / "textstat_core.py").read_text()
         files["textstat_core.py"] = core.replace(f'__version__ = "{V1}"', f'__version__ = "{version}"')
-    return frozen.build(APP_SRC, "textstat.py", name=NAME, env=env, files=files, args=args)
+    return frozen.build(APP_SRC, "textstat.py", name=NAME, env=env, files=files)
 
 
 @pytest.fixture(scope="module")
