@@ -275,6 +275,15 @@ def test_an_endless_full_download_is_cut_at_the_signed_size(tree, updater, serve
     assert_refused(caplog, tree, "1.0", "larger than the limit")
 
 
+def test_an_endless_manifest_is_cut_at_64_kib(tree, updater, server, caplog):
+    sent = endless_body(server, "/" + MANIFEST, chunk=b" " * 65536)  # valid JSON whitespace, forever
+    tree.install("1.0")
+    with pytest.raises(FetchError, match="larger than the limit of 65536 bytes"):
+        updater().update()
+    assert sent.total <= 64 << 20
+    assert_refused(caplog, tree, "1.0", "larger than the limit of 65536 bytes")
+
+
 def test_a_decompression_bomb_stops_at_the_signed_size(tree, updater, server, caplog):
     size = len(_payload("2.0"))
     server.faults[FULL2] = Fault(body=gz_of(b"\0" * (size * 50)))
