@@ -13,7 +13,7 @@ Flow of :func:`run` (each step logs to the ``pyi_selfupdate`` logger, none raise
    process.) :func:`pyi_selfupdate.restart` removes the marker.
 3. Hold the shared instance lock for the life of the process (an update is
    installed only when no other process of the app runs). While another
-   instance holds it exclusively (installing), wait for it, up to 5 s.
+   instance holds it exclusively (installing), wait for it, up to 60 s.
 4. If the executable was replaced since this process started (another instance
    installed an update meanwhile; Linux: ``/proc/self/exe`` against the file),
    restart at once as the new version. Clean the leftovers of an interrupted
@@ -67,6 +67,9 @@ DISABLE_ENV = "PYI_SELFUPDATE_DISABLE"
 LOG_ENV = "PYI_SELFUPDATE_LOG"
 
 _TRUE = ("1", "true", "yes", "on")
+
+#: Seconds a launch waits for another instance's install (which holds the lock).
+LOCK_WAIT = 60.0
 
 # The process-wide state: the lock must live as long as the process.
 _lock: Any = None
@@ -213,13 +216,15 @@ def _run() -> None:
     me = f"{os.getpid()}:{os.path.realpath(target)}"
     owner_pid = _parent_main(os.environ.get(MAIN_MARKER, ""), me)
     _lock = _install.instance_lock(target)
-    if not _lock.hold_shared():
-        # Another instance holds it exclusively: it is installing an update, which
-        # takes a moment. Wait for it, then see below whether our file was replaced.
+    if not _lock.hold_shared(timeout=0):
+        # Another instance holds it exclusively: it is installing an update (the
+        # swap takes well under a second, more on a slow disk). Running on meanwhile
+        # could mean running on a file replaced under us: wait for it, then see
+        # below whether our file was replaced.
         log.info("another instance of %s is installing an update; waiting for it", target)
-        deadline = time.monotonic() + 5.0
-        while not _lock.hold_shared() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        if not _lock.hold_shared(timeout=LOCK_WAIT):
+            log.warning("the instance lock of %s stayed taken for %.0f s; going on without it",
+                        target, LOCK_WAIT)
     if owner_pid is not None:
         log.debug("child process of %s: no update check", owner_pid)
         return
