@@ -236,13 +236,14 @@ def test_ten_launches_at_once_with_update_staged(tmp_path, textstat):
     assert kit.leftovers(inst, app.name) == []
 
 
-@pytest.mark.parametrize("hold", [3.0, 16.0], ids=["frozen-3s", "frozen-16s"])
+@pytest.mark.parametrize("hold", [3.0, 22.0], ids=["frozen-3s", "frozen-22s"])
 def test_launch_while_an_install_is_frozen(hold, tmp_path, textstat):
     """An installing process stopped (SIGSTOP) in the middle of its install while another launch starts.
 
     The installer is caught the moment it has claimed the staged file (its
     ``.<name>.new.*`` appears) and stopped for ``hold`` seconds: shorter and
-    longer than the time a launch waits for the instance lock (10 s). The
+    longer than the time a launch waits for the instance lock (10 s in
+    ``hold_shared``, then 5 s more in the bootstrap). The
     other launch runs ``count`` on a pipe and imports its report module only
     after the installer went on: if the executable were replaced under it,
     that import would fail. Both must exit 0 with their normal output, the
