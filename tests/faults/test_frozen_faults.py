@@ -212,6 +212,7 @@ def test_ten_launches_at_once_with_update_staged(tmp_path, textstat):
             out.seek(0)
             err.seek(0)
             results.append((proc.returncode, out.read().strip(), err.read()))
+        final = kit.judge(exe, app.versions, execute=False).state
         # and the launch after them, alone (what a deferred install relies on)
         after = _run(exe, ["--version"], env=kit.app_env(log="info"))
     finally:
@@ -227,7 +228,6 @@ def test_ten_launches_at_once_with_update_staged(tmp_path, textstat):
     tally.outcomes[f"exit 0: {sum(1 for r, _, _ in results if r == 0)}/10"] += 1
     tally.outcomes[f"installs: {installs}"] += 1
     tally.notes.append("outputs: " + ", ".join(f"{v}x{versions.count(v)}" for v in sorted(set(versions))))
-    final = kit.judge(exe, app.versions, run=["--version"], env=kit.LOOK_ENV).state
     tally.outcomes[f"executable after the ten: {final}"] += 1
     tally.notes.append(f"the next launch alone: exit {after.returncode}, {after.stdout.strip()!r}, "
                        f"executable {kit.judge(exe, app.versions, execute=False).state}")
