@@ -26,7 +26,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
 import _faultkit as kit
 from _server import Fault

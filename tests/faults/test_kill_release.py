@@ -135,7 +135,7 @@ def test_kill9_during_release(tmp_path):
     print(f"seed {seed}, {n} trials, unkilled release {duration:.2f}s")
     rng = random.Random(seed)
     tally = kit.record(kit.Tally(
-        f"kill -9 during pyi-selfupdate release (2 MB executable, 2 earlier versions)", seed,
+        "kill -9 during pyi-selfupdate release (2 MB executable, 2 earlier versions)", seed,
         kit.reproduce("tests/faults/test_kill_release.py", seed),
     ))
     tally.notes.append(
