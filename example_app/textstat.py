@@ -20,10 +20,7 @@ import pyi_selfupdate
 
 import textstat_core
 
-try:
-    from pyi_selfupdate import updater_from_config
-except ImportError:  # pyi-selfupdate versions that do not export it at the top yet
-    from pyi_selfupdate._bootstrap import updater_from_config
+from pyi_selfupdate import updater_from_config
 
 
 def _read(paths: Sequence[str]) -> List[textstat_core.Source]:

@@ -23,6 +23,7 @@ from .errors import (
 from .protocol import current_platform
 from .updater import UpdateResult, Updater
 from ._restart import restart
+from ._bootstrap import embedded_config, updater_from_config
 
 __version__ = "0.1.0"
 
@@ -32,6 +33,8 @@ __all__ = [
     "Updater",
     "UpdateResult",
     "restart",
+    "updater_from_config",
+    "embedded_config",
     "current_platform",
     "SelfUpdateError",
     "ConfigError",

@@ -57,6 +57,7 @@ class FrozenBuilder:
             (src / rel).write_text(text)
         run_env = dict(os.environ)
         run_env.pop("PYTHONHASHSEED", None)
+        run_env.pop("PYTHONPATH", None)  # the hooks exist only in the installed package
         if reproducible:
             run_env["PYTHONHASHSEED"] = "0"
         run_env.update(env or {})
