@@ -21,7 +21,9 @@ test: setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: setup
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/release_bench.py
+	$(PY) benchmarks/update_bench.py
+	$(PY) benchmarks/pyinstaller_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info public
