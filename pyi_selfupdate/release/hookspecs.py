@@ -1,7 +1,7 @@
 """Hook specifications of the release pipeline, for plugin authors.
 
 ``pyi-selfupdate release`` is a pluggy pipeline; every built-in step (collect,
-compress, diff, manifest, publish) is an ordinary plugin implementing these
+frozen check, compress, diff, manifest, sign, publish) is an ordinary plugin implementing these
 hooks, and third-party plugins load from the entry-point group
 ``pyi_selfupdate``::
 
@@ -14,7 +14,7 @@ hooks, and third-party plugins load from the entry-point group
 
     @hookimpl
     def release_manifest_fields(context, artifact, manifest):
-        return {"Size": artifact.size}
+        return {"Channel": "stable"}  # Go clients ignore unknown fields
 
 Plugins can also be passed to :func:`pyi_selfupdate.release.release` with
 ``plugins=[obj, ...]`` (any object or module with ``@hookimpl`` functions).
