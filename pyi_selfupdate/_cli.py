@@ -24,6 +24,18 @@ from .errors import SelfUpdateError
 _RELEASE_ARGS = ("command", "func", "verbose", "path", "version", "out", "platform", "cmd_name")
 
 
+def _add_signing_options(p: argparse.ArgumentParser) -> None:
+    """--sign-key, --expires and --serial, shared by release and rollback."""
+    p.add_argument("--sign-key", dest="sign_keys", action="append", metavar="KEYFILE",
+                   help="sign the manifests with this key from `pyi-selfupdate keygen` (repeat the "
+                   "option to sign with an old and a new key during a rotation)")
+    p.add_argument("--expires", dest="expires_days", type=float, metavar="DAYS",
+                   help="signed manifests expire DAYS days from now (clients then refuse them, so "
+                   "a server cannot freeze apps on an old release); re-sign before with `rollback`")
+    p.add_argument("--serial", type=int, metavar="N",
+                   help="serial of the signed release (default: the current manifest's Serial + 1)")
+
+
 def _add_release(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser(
         "release",
@@ -41,14 +53,7 @@ def _add_release(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--cmd-name", metavar="NAME",
                    help="name clients ask updates for (default: the executable's name without .exe; "
                    "required for a folder of <os>-<arch> files)")
-    p.add_argument("--sign-key", dest="sign_keys", action="append", metavar="KEYFILE",
-                   help="sign the manifests with this key from `pyi-selfupdate keygen` (repeat the "
-                   "option to sign with an old and a new key during a rotation)")
-    p.add_argument("--expires", dest="expires_days", type=float, metavar="DAYS",
-                   help="signed manifests expire DAYS days from now (clients then refuse them, so "
-                   "a server cannot freeze apps on an old release); re-sign before with `rollback`")
-    p.add_argument("--serial", type=int, metavar="N",
-                   help="serial of the signed release (default: the current manifest's Serial + 1)")
+    _add_signing_options(p)
     p.add_argument("path", metavar="PATH", help="the executable, or the folder holding the executables")
     p.add_argument("version", metavar="VERSION", help="the version being released, e.g. 1.2")
     p.set_defaults(func=_cmd_release)
@@ -225,14 +230,7 @@ def _add_rollback(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--platform", metavar="OS-ARCH",
                    help="only this platform (default: every platform released for VERSION)")
     p.add_argument("version", metavar="VERSION", help="the released version to publish again")
-    p.add_argument("--sign-key", dest="sign_keys", action="append", metavar="KEYFILE",
-                   help="sign the manifests with this key from `pyi-selfupdate keygen` (repeat the "
-                   "option to sign with an old and a new key during a rotation)")
-    p.add_argument("--expires", dest="expires_days", type=float, metavar="DAYS",
-                   help="signed manifests expire DAYS days from now (clients then refuse them, so "
-                   "a server cannot freeze apps on an old release); re-sign before with `rollback`")
-    p.add_argument("--serial", type=int, metavar="N",
-                   help="serial of the signed release (default: the current manifest's Serial + 1)")
+    _add_signing_options(p)
     p.set_defaults(func=_cmd_rollback)
 
 
