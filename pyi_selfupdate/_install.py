@@ -249,7 +249,7 @@ class InstanceLock:
                 if ok or time.monotonic() >= deadline:
                     break
                 time.sleep(0.02)
-            if not ok:
+            if not ok and timeout > 0:  # timeout=0 is a probe: the caller decides
                 log.warning("another process holds %s exclusively; running without the "
                             "instance lock", self.path)
             self._shared = ok
@@ -306,6 +306,31 @@ def instance_lock(target: _PathLike) -> InstanceLock:
 
 # ------------------------------------------------------------ new files
 
+#: Finished or claimed temporary files (path -> the descriptor holding their
+#: ``flock``): a live install's files, never a leftover (POSIX only: Windows
+#: cannot rename an open file, and an open file cannot be deleted there anyway).
+_claims: Dict[str, int] = {}
+_claims_mutex = threading.Lock()
+
+
+def _keep_claim(path: _PathLike, fd: int) -> None:
+    if fcntl is None:  # pragma: no cover - Windows
+        os.close(fd)
+        return
+    with _claims_mutex:
+        _claims[os.fspath(path)] = fd
+
+
+def _release_claim(path: _PathLike) -> None:
+    with _claims_mutex:
+        fd = _claims.pop(os.fspath(path), None)
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
 
 class NewFile:
     """A temporary ``.<name>.new.<token>`` file beside ``target``, being written.
@@ -351,13 +376,14 @@ class NewFile:
                 view = view[n:]
                 self.size += n
         except OSError as exc:
-            raise InstallError(
-                f"cannot write {self.path} ({exc}); free some disk space in "
-                f"{self.target.parent} and retry"
-            ) from None
+            raise InstallError(f"cannot write {self.path} ({exc}); {_write_advice(exc, self.target)}") from None
 
     def finish(self) -> Path:
-        """Set the mode, fsync and close; returns the path (still a temporary name)."""
+        """Set the mode and fsync; returns the path (still a temporary name).
+
+        The file stays ``flock``-ed by this process until :func:`swap`,
+        :func:`promote_to_staged` or :func:`_remove_quietly` is done with it.
+        """
         assert self._fd is not None, "file already finished"
         fd = self._fd
         try:
@@ -368,7 +394,9 @@ class NewFile:
         except OSError as exc:
             self.discard()
             raise InstallError(f"cannot complete {self.path} ({exc})") from None
-        os.close(fd)  # also releases the flock
+        # Keep the descriptor, and with it the flock, until the file is swapped
+        # in, staged or removed: until then it is a live install, not a leftover.
+        _keep_claim(self.path, fd)
         self._fd = None
         return self.path
 
@@ -390,6 +418,18 @@ class NewFile:
             self.discard()
 
 
+def _write_advice(exc: OSError, target: Path) -> str:
+    """What the user can do about a failed write beside ``target``."""
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return f"free some disk space in {target.parent} (or raise the disk quota) and retry"
+    if exc.errno == errno.EFBIG:
+        return ("the file size limit of this process is too small for the update; raise it "
+                "(`ulimit -f unlimited`) and retry")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"make {target.parent} writable by the user running the app and retry"
+    return f"check the disk holding {target.parent} and retry"
+
+
 def _copy_owner(fd: int, target: Path) -> None:
     """As root, give the new file the target's owner (a root-run update of a user's app)."""
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
@@ -404,8 +444,10 @@ def _copy_owner(fd: int, target: Path) -> None:
 def _remove_quietly(path: Path) -> bool:
     try:
         os.unlink(path)
+        _release_claim(path)
         return True
     except FileNotFoundError:
+        _release_claim(path)
         return True
     except OSError:
         return False
@@ -429,12 +471,20 @@ def swap(new: _PathLike, target: _PathLike) -> None:
     if os.name != "nt":
         try:
             os.replace(new, target)
+        except FileNotFoundError:
+            _release_claim(new)
+            raise InstallError(
+                f"the new version {new} vanished before it could replace {target} (another "
+                "process removed it); the old version is kept and the update is fetched "
+                "again at the next check"
+            ) from None
         except OSError as exc:
             _remove_quietly(new)
             raise InstallError(
                 f"cannot replace {target} ({exc}); the old version is kept. Make the "
                 "folder writable by the user running the app"
             ) from None
+        _release_claim(new)
         _fsync_dir(folder)
         return
     _swap_windows(new, target)  # pragma: no cover
@@ -513,6 +563,7 @@ def promote_to_staged(new: _PathLike, target: _PathLike, info: StagedInfo) -> Pa
     except OSError as exc:
         _remove_quietly(Path(new))
         raise InstallError(f"cannot stage the update as {staged} ({exc})") from None
+    _release_claim(new)
     _fsync_dir(staged.parent)
     with NewFile(target, mode=0o644) as side:
         side.write(info.to_json())
@@ -522,6 +573,7 @@ def promote_to_staged(new: _PathLike, target: _PathLike, info: StagedInfo) -> Pa
     except OSError as exc:
         _remove_quietly(done)
         raise InstallError(f"cannot write {sidecar} ({exc})") from None
+    _release_claim(done)
     _fsync_dir(staged.parent)
     return staged
 
@@ -576,15 +628,40 @@ def discard_staged(target: _PathLike, reason: str, *, warn: bool = True) -> None
 
 
 def claim_staged(target: _PathLike) -> Optional[Path]:
-    """Atomically move the staged binary to a private temporary name; None if absent."""
+    """Atomically move the staged binary to a private temporary name; None if absent.
+
+    The claimed file stays ``flock``-ed by this process until it is swapped in
+    (:func:`swap`), staged again (:func:`promote_to_staged`) or removed
+    (:func:`_remove_quietly`), so another launch's :func:`cleanup_leftovers`
+    never takes it for the leftover of a killed install, however long this
+    install is stalled. None also when another process is claiming it now.
+    """
     folder, name = _split(target)
+    staged = staged_path(target)
     private = folder / f".{name}.new.{secrets.token_hex(6)}"
+    fd: Optional[int] = None
+    if fcntl is not None:  # lock first: the lock follows the file through the rename
+        try:
+            fd = os.open(str(staged), os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise InstallError(f"cannot take the staged update ({exc})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # another process is claiming it this very moment
+            os.close(fd)
+            return None
     try:
-        os.replace(staged_path(target), private)
-    except FileNotFoundError:
-        return None
+        os.replace(staged, private)
     except OSError as exc:
+        if fd is not None:
+            os.close(fd)
+        if isinstance(exc, FileNotFoundError):
+            return None
         raise InstallError(f"cannot take the staged update ({exc})") from None
+    if fd is not None:
+        _keep_claim(private, fd)
     return private
 
 
