@@ -19,7 +19,10 @@ Flow of :func:`run` (each step logs to the ``pyi_selfupdate`` logger, none raise
    restart at once as the new version. Clean the leftovers of an interrupted
    install. If a complete, verified update is staged and no other instance
    runs: install it and restart at once, so this launch continues as the new
-   version, with the same arguments and standard streams. Should the restart
+   version, with the same arguments and standard streams. If other processes
+   run the executable, one launch (the holder of the staged sidecar's
+   ``flock``) runs as it is and installs at its exit, once the others have
+   ended (waiting up to ``exit_wait`` seconds for them). Should the restart
    itself fail after an install, the process ends (exit status 75, a one-line
    message on stderr) rather than run on over a replaced file.
 5. Most launches stop here: nothing staged and no check due (``cktime``) costs
@@ -75,6 +78,7 @@ LOCK_WAIT = 60.0
 _lock: Any = None
 _thread: Optional[threading.Thread] = None
 _config: Optional[Dict[str, Any]] = None
+_install_claim: Optional[int] = None
 
 
 def embedded_config() -> Optional[Dict[str, Any]]:
@@ -243,24 +247,30 @@ def _run() -> None:
         return
 
     updater = updater_from_config(target=target)
-    others = _other_processes(target) if staged else []
-    if others:
-        # Processes still starting from this file (not yet holding the instance
-        # lock) would crash at their next import after a swap: install later.
-        log.info("other processes run %s (pids %s); installing at a later launch",
-                 target, ", ".join(map(str, others[:5])))
-    elif staged:
-        result = updater.install_staged()
-        if result is not None and result.installed:
-            log.info("installed staged update %s -> %s; restarting",
-                     result.from_version, result.to_version)
-            _restart_after_install(result.to_version)
+    # Checked again under the exclusive lock, right before the swap: a process
+    # started meanwhile would read its modules from the replaced file.
+    updater._swap_guard = lambda: _others_running(target)
+    exit_wait = float(config.get("exit_wait", 10) or 0)
+    if staged:
+        others = _other_processes(target)
+        if not others:
+            result = updater.install_staged()
+            if result is not None and result.installed:
+                log.info("installed staged update %s -> %s; restarting",
+                         result.from_version, result.to_version)
+                _restart_after_install(result.to_version)
+        if _install.sidecar_path(target).exists():
+            # Other processes run this file: a swap now would crash those still
+            # starting (they read their modules from the file by path). One launch
+            # of them all takes the install on: it runs as it is and installs at
+            # its exit, once it is the last one.
+            _defer_install(updater, target, others, exit_wait)
     if not due:
         log.debug("mode %r: no update check due", mode)
     elif mode == "immediate":
-        _immediate(updater, target)
+        _immediate(updater, target, exit_wait)
     else:
-        _start_background(updater, float(config.get("exit_wait", 10) or 0))
+        _start_background(updater, exit_wait)
 
 
 def _check_due(config: Dict[str, Any], target: str) -> bool:
@@ -297,6 +307,14 @@ def _other_processes(target: str) -> List[int]:
     return found
 
 
+def _others_running(target: str) -> Optional[str]:
+    """Why ``target`` must not be replaced now (other processes run it), or None."""
+    others = _other_processes(target)
+    if not others:
+        return None
+    return f"other processes run it (pids {', '.join(map(str, others[:5]))})"
+
+
 def _parent_main(marker: str, me: str) -> Optional[str]:
     """The pid of this app's main process if this process is its child (worker), else None.
 
@@ -328,7 +346,7 @@ def _restart_after_install(version: Optional[str] = None) -> None:
         os._exit(75)  # EX_TEMPFAIL
 
 
-def _immediate(updater: "Updater", target: str) -> None:
+def _immediate(updater: "Updater", target: str, exit_wait: float) -> None:
     # Download and verify first (no swap yet), then install only if no other
     # process runs this file: the window for a starting process is the swap alone.
     try:
@@ -339,16 +357,79 @@ def _immediate(updater: "Updater", target: str) -> None:
     if staged is None:
         return
     others = _other_processes(target)
-    if others:
-        log.info("update %s staged; other processes run %s (pids %s), installed at a later launch",
-                 staged.to_version, target, ", ".join(map(str, others[:5])))
+    if not others:
+        result = updater.install_staged()
+        if result is not None and result.installed:
+            log.info("updated %s -> %s; restarting", result.from_version, result.to_version)
+            _restart_after_install(result.to_version)
+    _defer_install(updater, target, others, exit_wait)
+
+
+def _defer_install(updater: "Updater", target: str, others: List[int], wait: float) -> None:
+    """Install the staged update when this process exits, once no other process runs ``target``.
+
+    Of several launches that find an update staged while others run, exactly
+    one takes this on: the one holding the ``flock`` of the staged sidecar (kept
+    until the process ends). The others run as they are. At exit, after the
+    app's own code, the holder waits up to ``wait`` seconds for the other
+    processes to end, then installs; if they still run, a later launch installs.
+    """
+    global _install_claim
+    if _install_claim is not None:
         return
-    result = updater.install_staged()
-    if result is not None and result.installed:
-        log.info("updated %s -> %s; restarting", result.from_version, result.to_version)
-        _restart_after_install(result.to_version)
-    log.info("update %s staged; another instance is running, installed at a later launch",
-             staged.to_version)
+    claim = _claim_install(target)
+    pids = ", ".join(map(str, others[:5])) or "another instance"
+    if claim is None:
+        log.info("other processes run %s (%s); another launch installs the staged update",
+                 target, pids)
+        return
+    _install_claim = claim
+    log.info("other processes run %s (%s); the staged update is installed when this "
+             "process exits after them", target, pids)
+    atexit.register(_install_at_exit, updater, target, wait)
+
+
+def _claim_install(target: str) -> Optional[int]:
+    """A descriptor holding the sidecar's ``flock`` (the right to install), or None if taken."""
+    fcntl = _install.fcntl
+    if fcntl is None:  # pragma: no cover - Windows: no flock; the install lock decides
+        return -1
+    try:
+        fd = os.open(str(_install.sidecar_path(target)), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _install_at_exit(updater: "Updater", target: str, wait: float) -> None:
+    """The atexit side of :func:`_defer_install` (registered before any other: runs last)."""
+    if _thread is not None and _thread.is_alive():
+        return  # still downloading (exit_wait ran out): the staged files may change
+    deadline = time.monotonic() + max(0.0, wait)
+    others: List[int] = []
+    try:
+        while _install.sidecar_path(target).exists():
+            others = _other_processes(target)
+            if not others:
+                result = updater.install_staged()
+                if result is not None and result.installed:
+                    log.info("installed staged update %s -> %s at exit, after the other "
+                             "instances ended", result.from_version, result.to_version)
+                    return
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+    except Exception:
+        log.exception("installing the staged update at exit failed; a later launch retries")
+        return
+    if _install.sidecar_path(target).exists():
+        log.info("other processes still run %s (pids %s) after %.0f s; a later launch "
+                 "installs the staged update", target, ", ".join(map(str, others[:5])), wait)
 
 
 def _background_stage(updater: "Updater") -> None:

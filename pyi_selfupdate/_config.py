@@ -24,7 +24,7 @@ Keys (the :class:`pyi_selfupdate.Updater` keyword names, plus run-time switches)
   at once) or ``manual`` (the app calls the Updater itself).
 - ``enabled`` (true): false makes the bootstrap do nothing.
 - ``exit_wait`` (10): seconds the app waits at exit for an unfinished background
-  download.
+  download, or for other running copies to end before it installs a staged update.
 - ``public_keys`` ([]): keys that sign releases (list of strings).
 - ``allow_http`` (None): carried through to the client.
 

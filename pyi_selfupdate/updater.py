@@ -197,6 +197,10 @@ class Updater:
         self.deadline = None if deadline is None else float(deadline)
         #: what the last verified signed manifest promised (size, serial, expiry)
         self._signed: Optional[_signing.SignedInfo] = None
+        #: asked under the exclusive lock right before :meth:`install_staged` swaps:
+        #: a reason not to swap now (the frozen-app bootstrap: other processes
+        #: still run the file), or None. The update then stays staged.
+        self._swap_guard: Optional[Callable[[], Optional[str]]] = None
 
     # ----------------------------------------------------------- public API
 
@@ -307,6 +311,12 @@ class Updater:
             if digest != info.sha256:
                 _install._remove_quietly(private)
                 _install.discard_staged(self.target, "its SHA-256 does not match its sidecar")
+                return None
+            reason = self._swap_guard() if self._swap_guard is not None else None
+            if reason:
+                log.info("the staged update %s of %s stays staged: %s", info.to_version,
+                         self.target, reason)
+                _install.promote_to_staged(private, self.target, info)
                 return None
             _install.swap(private, self.target)
             self._remove_sidecar_of(info)

@@ -299,3 +299,129 @@ def test_hold_shared_waits_for_an_install_to_finish(make_app):
         assert proc.wait(timeout=30) == 0
     finally:
         lock.release()
+
+
+# ------------------------------------------- claimed files, advice, probes
+
+
+CLAIMER = r"""
+import sys
+from pyi_selfupdate import _install
+private = _install.claim_staged(sys.argv[1])
+print(private, flush=True)
+sys.stdin.readline()          # a stalled install: holds the claim until told
+_install.swap(private, sys.argv[1])
+print("swapped", flush=True)
+"""
+
+
+def test_claimed_staged_file_survives_cleanup_while_its_installer_lives(
+        make_app, updater_for, server, payload_of, leftovers):
+    """An install stalled after claiming the staged file: other launches' cleanup leaves it alone."""
+    target = make_app("1.0")
+    updater_for(target, "1.0").stage()
+    proc = subprocess.Popen([sys.executable, "-c", CLAIMER, str(target)],
+                            env=dict(os.environ, PYTHONPATH=str(REPO)),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        private = Path(proc.stdout.readline().strip())
+        assert private.name.startswith(".myapp.new.") and private.exists()
+        removed = _install.cleanup_leftovers(target)  # may drop the sidecar, never the claim
+        assert private not in removed and private.exists(), removed
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "swapped"
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    assert target.read_bytes() == payload_of(NEWEST)
+
+
+def test_claimed_file_of_a_killed_installer_is_cleaned(make_app, updater_for, server, payload_of,
+                                                       leftovers):
+    target = make_app("1.0")
+    updater_for(target, "1.0").stage()
+    proc = subprocess.Popen([sys.executable, "-c", CLAIMER, str(target)],
+                            env=dict(os.environ, PYTHONPATH=str(REPO)),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    private = Path(proc.stdout.readline().strip())
+    proc.kill()
+    proc.wait(timeout=30)
+    assert private in _install.cleanup_leftovers(target)  # with the sidecar it leaves alone
+    assert leftovers(target.parent) == set()
+    assert target.read_bytes() == payload_of("1.0")
+
+
+def test_swap_of_a_vanished_file_says_so(make_app, payload_of, tmp_path):
+    target = make_app("1.0")
+    with pytest.raises(_install.InstallError, match="vanished before it could replace"):
+        _install.swap(target.parent / ".myapp.new.gone", target)
+    assert target.read_bytes() == payload_of("1.0")
+
+
+@pytest.mark.parametrize("err,advice", [
+    (28, "free some disk space"),           # ENOSPC
+    (27, "file size limit"),                # EFBIG
+    (13, "writable by the user"),           # EACCES
+    (5, "check the disk"),                  # EIO
+])
+def test_write_failure_advice_names_the_cause(err, advice, make_app, monkeypatch):
+    target = make_app("1.0")
+
+    def failing_write(fd, data):
+        raise OSError(err, os.strerror(err))
+
+    with _install.NewFile(target) as new:
+        monkeypatch.setattr(_install.os, "write", failing_write)
+        with pytest.raises(_install.InstallError) as info:
+            new.write(b"x")
+        monkeypatch.undo()
+        new.discard()
+    message = str(info.value)
+    assert advice in message and os.strerror(err) in message, message
+
+
+def test_hold_shared_probe_does_not_warn(make_app, caplog):
+    """``hold_shared(timeout=0)`` is a probe: the caller decides what to say about a miss."""
+    target = make_app("1.0")
+    code = ("import sys\nfrom pyi_selfupdate import _install\n"
+            "lock = _install.instance_lock(sys.argv[1])\n"
+            "with lock.exclusive() as got:\n    print(got, flush=True)\n    sys.stdin.readline()\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(target)],
+                            env=dict(os.environ, PYTHONPATH=str(REPO)),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "True"
+    lock = _install.instance_lock(target)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="pyi_selfupdate"):
+            assert lock.hold_shared(timeout=0) is False
+        assert "without the instance lock" not in caplog.text
+        with caplog.at_level(logging.DEBUG, logger="pyi_selfupdate"):
+            assert lock.hold_shared(timeout=0.2) is False
+        assert "without the instance lock" in caplog.text
+    finally:
+        proc.stdin.write("done\n")
+        proc.stdin.flush()
+        proc.wait(timeout=30)
+        lock.release()
+
+
+def test_swap_guard_keeps_the_update_staged(make_app, updater_for, server, payload_of, leftovers):
+    """The bootstrap's last check before a swap (other processes appeared) keeps the update staged."""
+    target = make_app("1.0")
+    updater_for(target, "1.0").stage()
+    refusing = updater_for(target, "1.0")
+    refusing._swap_guard = lambda: "other processes run it (pids 4242)"
+    assert refusing.install_staged() is None
+    assert target.read_bytes() == payload_of("1.0")
+    assert leftovers(target.parent) == {".myapp.staged", ".myapp.staged.json"}
+    assert _install.read_staged(target).to_version == NEWEST
+    assert _install.cleanup_leftovers(target) == []
+    willing = updater_for(target, "1.0")
+    willing._swap_guard = lambda: None
+    result = willing.install_staged()
+    assert result is not None and result.installed
+    assert target.read_bytes() == payload_of(NEWEST)
+    assert leftovers(target.parent) == set()
