@@ -307,6 +307,18 @@ def validate(config: Mapping[str, Any], origins: Optional[Mapping[str, str]] = N
             pass
         else:
             out["public_keys"] = check_public_keys(list(keys))
+    # The client refuses plain HTTP to another host without signatures: fail the
+    # build now rather than ship an app whose every check fails in its log.
+    from .signing import check_transport
+
+    for key in _URL_KEYS:
+        if out[key] is not None:
+            try:
+                check_transport(out[key], key, signed=bool(out["public_keys"]),
+                                allow_http=out["allow_http"])
+            except ConfigError as exc:
+                raise ConfigError(f"self-update setting {exc} ({key} is set in "
+                                  f"{origins.get(key, SOURCE_DEFAULT)})") from None
     if version == DEV_VERSION:
         log.info("current_version is %r: this build never updates", DEV_VERSION)
     return out

@@ -227,3 +227,26 @@ def test_load_embedded_fills_defaults_and_refuses_corrupt(tmp_path):
     target.write_text("{not json")
     with pytest.raises(ConfigError, match="corrupt.*rebuild"):
         load_embedded(str(tmp_path))
+
+
+def test_plain_http_to_another_host_without_keys_fails_the_build(tmp_path):
+    """The app would refuse that URL at every check: the build says so, with the fixes."""
+    spec = {"api_url": "http://updates.example.com/", "current_version": "1.0"}
+    with pytest.raises(ConfigError, match=r"api_url 'http://updates.example.com/' uses plain HTTP "
+                                          r"without signed updates.*https://.*public_keys.*"
+                                          r"allow_http.*set in the spec file"):
+        bc.build_config(spec, cwd=tmp_path, environ={})
+    with pytest.raises(ConfigError, match=r"diff_url 'http://cdn.example.com/' uses plain HTTP.*set in PYI_SELFUPDATE_DIFF_URL"):
+        bc.build_config({"api_url": API, "current_version": "1.0"}, cwd=tmp_path,
+                        environ={"PYI_SELFUPDATE_DIFF_URL": "http://cdn.example.com/"})
+
+
+def test_plain_http_accepted_when_loopback_signed_or_allowed(tmp_path):
+    from pyi_selfupdate import signing
+
+    key = signing.generate_private_key().public_key_text
+    for extra in ({"api_url": "http://127.0.0.1:8765/"},
+                  {"api_url": "http://updates.example.com/", "public_keys": [key]},
+                  {"api_url": "http://updates.example.com/", "allow_http": True}):
+        config = bc.build_config({"current_version": "1.0", **extra}, cwd=tmp_path, environ={})
+        assert config["api_url"] == extra["api_url"]
