@@ -73,6 +73,9 @@ _TRUE = ("1", "true", "yes", "on")
 
 #: Seconds a launch waits for another instance's install (which holds the lock).
 LOCK_WAIT = 60.0
+#: A launch installing at exit waits for processes started at most this many
+#: seconds before it (the same burst of launches), not for older ones.
+BURST = 5.0
 
 # The process-wide state: the lock must live as long as the process.
 _lock: Any = None
@@ -407,10 +410,16 @@ def _claim_install(target: str) -> Optional[int]:
 
 
 def _install_at_exit(updater: "Updater", target: str, wait: float) -> None:
-    """The atexit side of :func:`_defer_install` (registered before any other: runs last)."""
+    """The atexit side of :func:`_defer_install` (registered before any other: runs last).
+
+    Waits only for processes launched about when this one was (a burst of
+    launches ends together); one running since well before it (a long-lived
+    instance) will not end soon, so a later launch installs instead.
+    """
     if _thread is not None and _thread.is_alive():
         return  # still downloading (exit_wait ran out): the staged files may change
     deadline = time.monotonic() + max(0.0, wait)
+    since = _start_time(os.getpid())
     others: List[int] = []
     try:
         while _install.sidecar_path(target).exists():
@@ -421,6 +430,12 @@ def _install_at_exit(updater: "Updater", target: str, wait: float) -> None:
                     log.info("installed staged update %s -> %s at exit, after the other "
                              "instances ended", result.from_version, result.to_version)
                     return
+            elif since is not None and any(
+                    (_start_time(pid) or since) < since - BURST for pid in others):
+                log.info("other processes run %s since before this launch (pids %s); a later "
+                         "launch installs the staged update", target,
+                         ", ".join(map(str, others[:5])))
+                return
             if time.monotonic() >= deadline:
                 break
             time.sleep(0.05)
@@ -430,6 +445,16 @@ def _install_at_exit(updater: "Updater", target: str, wait: float) -> None:
     if _install.sidecar_path(target).exists():
         log.info("other processes still run %s (pids %s) after %.0f s; a later launch "
                  "installs the staged update", target, ", ".join(map(str, others[:5])), wait)
+
+
+def _start_time(pid: int) -> Optional[float]:
+    """When process ``pid`` started, in seconds since boot (Linux ``/proc``), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rpartition(b")")[2].split()
+        return int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _background_stage(updater: "Updater") -> None:

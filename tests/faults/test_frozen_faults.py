@@ -271,6 +271,53 @@ def test_ten_launches_at_once_with_update_staged(tmp_path, textstat):
         assert r["leftovers"] == []
 
 
+def test_long_running_instance_defers_the_install_without_waiting(tmp_path, textstat):
+    """A launch next to a long-lived instance does not wait at exit for it to end.
+
+    The long-lived one (``count`` waiting on its input) stages the update
+    itself. A short launch then finds the update staged and the long-lived
+    instance running since well before it: it runs as it is and leaves the
+    install to a later launch, without waiting ``exit_wait`` at its exit (its
+    log says why). Once the long-lived instance has ended, the next launch
+    installs and runs the new version.
+    """
+    from pyi_selfupdate._bootstrap import BURST
+
+    app = textstat
+    inst = tmp_path / "inst"
+    inst.mkdir()
+    exe = kit.copy_exe(app.old, inst / app.name)
+    sidecar = inst / f".{app.name}.staged.json"
+    server = ReleaseServer(app.root, port=app.port)
+    long = subprocess.Popen([str(exe), "count"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=kit.app_env(log="info"))
+    try:
+        assert kit.wait_until(sidecar.exists, 120, 0.05), "the long-lived instance staged nothing"
+        time.sleep(BURST + 1)  # it now runs since well before the next launch
+        short = _run(exe, ["--version"], env=kit.app_env(log="info"))
+        staged_after_short = sidecar.exists()
+        state_after_short = kit.judge(exe, app.versions, execute=False).state
+        long.stdin.write(TEXT)
+        long.stdin.close()
+        long.wait(timeout=180)
+        long_out, long_err = long.stdout.read(), long.stderr.read()
+        nxt = _run(exe, ["--version"], env=kit.app_env(log="info"))
+    finally:
+        if long.poll() is None:
+            long.kill()
+            long.wait(timeout=30)
+        server.close()
+    assert short.returncode == 0 and short.stdout.strip() == f"textstat {app.old_version}", short
+    assert "since before this launch" in short.stderr, short.stderr[-2000:]
+    assert "installed staged update" not in short.stderr, short.stderr[-2000:]
+    assert staged_after_short and state_after_short == "old"
+    assert long.returncode == 0 and long_out.strip(), long_err[-2000:]
+    assert nxt.returncode == 0 and nxt.stdout.strip() == f"textstat {app.new_version}", nxt
+    assert "installed staged update" in nxt.stderr, nxt.stderr[-2000:]
+    assert kit.judge(exe, app.versions, execute=False).state == "new"
+    assert kit.leftovers(inst, app.name) == []
+
+
 def _lock_wait() -> float:
     try:
         from pyi_selfupdate._bootstrap import LOCK_WAIT
@@ -323,8 +370,13 @@ def test_launch_while_an_install_is_frozen(hold, tmp_path, textstat):
         time.sleep(hold)
         if caught:
             os.killpg(installer.pid, signal.SIGCONT)
-        a_out, a_err = installer.communicate(timeout=120)
-        b_out, b_err = other.communicate(TEXT, timeout=120)
+        # the other launch gets its input now: the installer may wait at its exit
+        # for it to end (it started after the installer) before installing
+        other.stdin.write(TEXT)
+        other.stdin.close()
+        a_out, a_err = installer.communicate(timeout=180)
+        other.wait(timeout=180)  # its output is small: the pipes cannot fill up
+        b_out, b_err = other.stdout.read(), other.stderr.read()
         state = kit.judge(exe, app.versions, execute=False).state
         outputs = []
         for _ in range(2):
