@@ -25,6 +25,20 @@ def _find_vectors() -> Path:
 
 
 @pytest.fixture(scope="session")
+def app_port() -> int:
+    """One free port per session, embedded in every example_app build of the session.
+
+    The end-to-end and fault suites build example_app with the same inputs, so
+    the session-wide build cache builds each version once for both.
+    """
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
 def go_vectors() -> Path:
     """``../shared/interop/go-selfupdate``: payloads/ and public/ written by the Go CLI."""
     return _find_vectors()

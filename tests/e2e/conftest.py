@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,17 +23,6 @@ from _apps import APP_SRC, NAME, V1, V2, release  # noqa: E402
 from _server import ReleaseServer  # noqa: E402
 
 pytestmark = pytest.mark.e2e
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def app_port() -> int:
-    return _free_port()
 
 
 def _build(frozen, port: int, *, version: str = V1, extra_env: Optional[Dict[str, str]] = None,

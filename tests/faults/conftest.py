@@ -34,7 +34,7 @@ def script_tree(tmp_path_factory, script_pair):
 
 
 @pytest.fixture(scope="session")
-def textstat(frozen, tmp_path_factory):
+def textstat(frozen, tmp_path_factory, app_port):
     """example_app (textstat) built at 1.0 and 1.1, released by hand, for a fixed port.
 
     The apps embed ``http://127.0.0.1:<port>/`` and check at every launch
@@ -44,7 +44,7 @@ def textstat(frozen, tmp_path_factory):
     prebuilt = os.environ.get("FAULT_PREBUILT")
     if prebuilt:  # development: reuse apps built by an earlier run (a JSON with old, new, port)
         return kit.prebuilt_textstat_pair(Path(prebuilt), tmp_path_factory.mktemp("textstat-tree"))
-    return kit.build_textstat_pair(frozen, tmp_path_factory.mktemp("textstat-tree"))
+    return kit.build_textstat_pair(frozen, tmp_path_factory.mktemp("textstat-tree"), port=app_port)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
