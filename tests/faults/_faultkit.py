@@ -508,3 +508,28 @@ def app_env(log: str = "debug", **extra: str) -> Dict[str, str]:
 
 #: Running an executable only to look at it: the bootstrap stays out of the way.
 LOOK_ENV = {"PYI_SELFUPDATE_DISABLE": "1"}
+
+
+def server_faults(size: int, url_path: str, *, stall: float, long_length: bool = True) -> Dict[str, "Fault"]:
+    """Each server fault kind for a body of ``size`` bytes served at ``url_path``.
+
+    ``stall``: seconds the stalled socket holds after its headers;
+    ``long_length``: include a Content-Length larger than the body.
+    """
+    from _server import Fault
+
+    half = max(1, size // 2)
+    kinds = {
+        "404": Fault(status=404),
+        "500": Fault(status=500),
+        "connection reset mid-body": Fault(reset_after=half),
+        "truncated body (length announced, then close)": Fault(truncate_after=half),
+        "wrong Content-Length (short)": Fault(content_length=half),
+        "wrong Content-Length (long)": Fault(content_length=size + 4096),
+        f"stalled socket (headers, then nothing for {stall:g} s)": Fault(stall=stall),
+        "redirect loop": Fault(redirect=url_path),
+        "garbage instead of the body": Fault(body=b"<html><body>502 Bad Gateway</body></html>\n" * 3),
+    }
+    if not long_length:
+        del kinds["wrong Content-Length (long)"]
+    return kinds

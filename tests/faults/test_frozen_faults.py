@@ -34,21 +34,11 @@ NOBODY = 65534
 
 
 def kinds(size: int, url_path: str):
-    half = max(1, size // 2)
-    return {
-        "404": Fault(status=404),
-        "500": Fault(status=500),
-        "connection reset mid-body": Fault(reset_after=half),
-        "truncated body": Fault(truncate_after=half),
-        "wrong Content-Length (short)": Fault(content_length=half),
-        "stalled socket (5 s, then closed)": Fault(stall=5.0),
-        "redirect loop": Fault(redirect=url_path),
-        "garbage instead of the body": Fault(body=b"<html><body>502 Bad Gateway</body></html>\n" * 3),
-    }
+    return kit.server_faults(size, url_path, stall=5.0, long_length=False)
 
 
 CASES = [(k, "manifest") for k in kinds(10, "/x")] + [
-    (k, "full") for k in ("connection reset mid-body", "truncated body")
+    (k, "full") for k in ("connection reset mid-body", "truncated body (length announced, then close)")
 ]
 
 _TALLY = None

@@ -28,18 +28,7 @@ TIMEOUT = 1.5
 
 def kinds(size: int, url_path: str):
     """Each fault kind for a body of ``size`` bytes served at ``url_path``."""
-    half = max(1, size // 2)
-    return {
-        "404": Fault(status=404),
-        "500": Fault(status=500),
-        "connection reset mid-body": Fault(reset_after=half),
-        "truncated body (length announced, then close)": Fault(truncate_after=half),
-        "wrong Content-Length (short)": Fault(content_length=half),
-        "wrong Content-Length (long)": Fault(content_length=size + 4096),
-        "stalled socket (headers, then nothing)": Fault(stall=TIMEOUT * 4),
-        "redirect loop": Fault(redirect=url_path),
-        "garbage instead of the body": Fault(body=b"<html><body>502 Bad Gateway</body></html>\n" * 3),
-    }
+    return kit.server_faults(size, url_path, stall=TIMEOUT * 4)
 
 
 KINDS = list(kinds(100, "/x"))
