@@ -13,7 +13,9 @@ built in the same environment are untouched.
   ``hooksconfig={"pyi_selfupdate": {...}}`` > ``[tool.pyi-selfupdate]`` in
   ``./pyproject.toml`` > defaults; see ``pyi_selfupdate._config``), validates it
   (a mistake stops the build with the fix) and embeds it as
-  ``pyi_selfupdate/_embedded_config.json``; warns loudly when PYTHONHASHSEED is
+  ``pyi_selfupdate/_embedded_config.json`` (what ``release`` checks) and the
+  same data as ``pyi_selfupdate/_embedded_config.marshal`` (what the app reads at
+  launch, without importing ``json``); warns loudly when PYTHONHASHSEED is
   not fixed (the build is not reproducible) and when no ``public_keys`` are set.
 
 ``hook-bsdiff4.py`` beside this file keeps bsdiff4's self-test (and the
@@ -23,6 +25,8 @@ unittest/asyncio/multiprocessing it drags in) out of every app.
 from __future__ import annotations
 
 import importlib.util
+import json
+import marshal
 import os
 import time
 
@@ -104,10 +108,25 @@ def _collect_nacl(hook_api) -> None:
     hook_api.module_graph.add_hiddenimports(["nacl.signing", "nacl.exceptions", "_cffi_backend"])
 
 
+def _write_generated(path: str, data: bytes) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    # PyInstaller reuses a cached analysis (and would skip this hook, keeping old
+    # settings) unless an input is newer than its last build. The settings come
+    # from the environment and pyproject.toml, which it does not watch: dating
+    # this generated file in the future makes every build run the hook again.
+    # The archive stores no timestamps, so builds stay byte-identical.
+    future = time.time() + _FUTURE_SECONDS
+    os.utime(tmp, (future, future))
+    os.replace(tmp, path)
+
+
 def hook(hook_api) -> None:
     """Merge, validate and embed the update configuration; warn about unreproducible builds."""
     from pyi_selfupdate._buildconfig import HOOKSCONFIG_NAME, build_config, dumps
-    from pyi_selfupdate._config import EMBEDDED_DIR, EMBEDDED_NAME
+    from pyi_selfupdate._config import EMBEDDED_DIR, EMBEDDED_MARSHAL_NAME, EMBEDDED_NAME, MARSHAL_VERSION
     from pyi_selfupdate.errors import SelfUpdateError
 
     seed = os.environ.get("PYTHONHASHSEED")
@@ -132,20 +151,15 @@ def hook(hook_api) -> None:
 
     data = dumps(config)
     path = _embedded_path()
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    # PyInstaller reuses a cached analysis (and would skip this hook, keeping old
-    # settings) unless an input is newer than its last build. The settings come
-    # from the environment and pyproject.toml, which it does not watch: dating
-    # this generated file in the future makes every build run the hook again.
-    # The archive stores no timestamps, so builds stay byte-identical.
-    future = time.time() + _FUTURE_SECONDS
-    os.utime(tmp, (future, future))
-    os.replace(tmp, path)
-    # TOC form (dest, src, typecode): the bundle holds it as pyi_selfupdate/_embedded_config.json.
-    hook_api.add_datas([(EMBEDDED_DIR + "/" + EMBEDDED_NAME, path, "DATA")])
+    # The same data, decoded from the JSON so that both files say exactly the same.
+    marshal_path = os.path.splitext(path)[0] + ".marshal"
+    _write_generated(path, data)
+    _write_generated(marshal_path, marshal.dumps(json.loads(data), MARSHAL_VERSION))
+    # TOC form (dest, src, typecode): the bundle holds pyi_selfupdate/_embedded_config.json, ...
+    hook_api.add_datas([
+        (EMBEDDED_DIR + "/" + EMBEDDED_NAME, path, "DATA"),
+        (EMBEDDED_DIR + "/" + EMBEDDED_MARSHAL_NAME, marshal_path, "DATA"),
+    ])
     logger.info(
         "pyi-selfupdate: embedded update configuration (%d bytes): version %s, api_url %s, mode %s",
         len(data), config["current_version"], config["api_url"], config["mode"],

@@ -42,7 +42,6 @@ steps on stderr without touching the app's logging configuration.
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import sys
 import threading
@@ -50,6 +49,7 @@ import time
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from . import _install, _schedule
+from ._lazy import log
 from ._config import load_embedded
 from ._restart import MAIN_MARKER, restart
 from .errors import ConfigError, SelfUpdateError
@@ -61,8 +61,6 @@ if TYPE_CHECKING:  # imported when needed: most launches need no Updater at all
 DEV_VERSION = "dev"
 
 __all__ = ["run", "updater_from_config", "embedded_config", "DISABLE_ENV", "LOG_ENV"]
-
-log = logging.getLogger("pyi_selfupdate")
 
 #: ``PYI_SELFUPDATE_DISABLE=1`` in the environment turns the bootstrap off.
 DISABLE_ENV = "PYI_SELFUPDATE_DISABLE"
@@ -166,6 +164,8 @@ def _setup_logging() -> None:
     level = os.environ.get(LOG_ENV, "").strip()
     if not level:
         return
+    import logging
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("pyi-selfupdate[%(process)d]: %(message)s"))
     log.addHandler(handler)

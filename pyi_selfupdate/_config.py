@@ -2,8 +2,12 @@
 
 The configuration is fixed at build time by the PyInstaller hook and embedded in
 the app as ``pyi_selfupdate/_embedded_config.json``; at run time the bootstrap
-reads it back with :func:`load_embedded`. This module is imported by the frozen
-app at every launch, so it imports nothing but ``json``, ``os`` and ``sys``; the
+reads it back with :func:`load_embedded`, from the same data in :mod:`marshal`
+form (``_embedded_config.marshal``, written beside it by the hook: importing
+:mod:`json` would cost every launch a few milliseconds). This module is
+imported by the frozen app at every launch, so it imports nothing but
+``marshal``, ``os`` and ``sys`` (``json`` only for an app built without the
+marshal copy); the
 build-time merging and validation live in ``pyi_selfupdate._buildconfig``.
 
 Keys (the :class:`pyi_selfupdate.Updater` keyword names, plus run-time switches):
@@ -52,11 +56,14 @@ cmd_name is not the one being released.
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 import sys
 
-__all__ = ["DEFAULTS", "REQUIRED", "MODES", "EMBEDDED_NAME", "EMBEDDED_DIR", "load_embedded"]
+__all__ = [
+    "DEFAULTS", "REQUIRED", "MODES", "EMBEDDED_NAME", "EMBEDDED_MARSHAL_NAME", "EMBEDDED_DIR",
+    "MARSHAL_VERSION", "load_embedded",
+]
 
 #: Every key with its default; ``REQUIRED`` keys have no usable default.
 DEFAULTS = {
@@ -85,6 +92,10 @@ MODES = ("background", "immediate", "manual")
 #: Folder (inside the app's bundle) and file name of the embedded configuration.
 EMBEDDED_DIR = "pyi_selfupdate"
 EMBEDDED_NAME = "_embedded_config.json"
+#: The same configuration in :mod:`marshal` form, which the app reads at launch.
+EMBEDDED_MARSHAL_NAME = "_embedded_config.marshal"
+#: marshal format 0 writes every string alike (interned or not): deterministic bytes.
+MARSHAL_VERSION = 0
 
 
 def load_embedded(bundle_dir: "str | None" = None) -> "dict | None":
@@ -94,17 +105,46 @@ def load_embedded(bundle_dir: "str | None" = None) -> "dict | None":
     the app was built without the configuration. Keys missing from the file
     (an older build) get their defaults. ``bundle_dir`` replaces ``sys._MEIPASS``
     (tests). A corrupt file raises :class:`pyi_selfupdate.errors.ConfigError`.
+
+    The marshal copy is read when present and sound; otherwise the JSON file
+    (the reference, which ``release`` checks) is.
     """
     if bundle_dir is None:
         bundle_dir = getattr(sys, "_MEIPASS", None)
         if bundle_dir is None:
             return None
-    path = os.path.join(bundle_dir, EMBEDDED_DIR, EMBEDDED_NAME)
+    data = _load_marshal(os.path.join(bundle_dir, EMBEDDED_DIR, EMBEDDED_MARSHAL_NAME))
+    if data is None:
+        data = _load_json(os.path.join(bundle_dir, EMBEDDED_DIR, EMBEDDED_NAME))
+        if data is None:
+            return None
+    config = {k: (list(v) if isinstance(v, list) else v) for k, v in DEFAULTS.items()}
+    config.update(data)
+    return config
+
+
+def _load_marshal(path: str) -> "dict | None":
+    """The marshal copy (written by the hook, inside the app's own bundle); None if absent or unsound."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    try:
+        data = marshal.loads(raw)
+    except (EOFError, ValueError, TypeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _load_json(path: str) -> "dict | None":
     try:
         with open(path, "rb") as fh:
             raw = fh.read()
     except FileNotFoundError:
         return None
+    import json
+
     try:
         data = json.loads(raw.decode("utf-8"))
         if not isinstance(data, dict):
@@ -115,6 +155,4 @@ def load_embedded(bundle_dir: "str | None" = None) -> "dict | None":
         raise ConfigError(
             f"the embedded update configuration {path} is corrupt ({exc}); rebuild the app"
         ) from None
-    config = {k: (list(v) if isinstance(v, list) else v) for k, v in DEFAULTS.items()}
-    config.update(data)
-    return config
+    return data

@@ -26,29 +26,37 @@ fails), then tries to delete ``.old``; when it cannot (the old program still
 runs) the file is hidden and :func:`cleanup_leftovers` removes it at a later
 launch. During that swap the target path is briefly absent.
 
-Everything the swap and the code after it need is imported at the top of this
-module: after a swap, a frozen old process must not import anything new from
-its (replaced) executable.
+Everything the swap and the code after it need is imported before the swap:
+after a swap, a frozen old process must not import anything new from its
+(replaced) executable. ``base64``, ``hashlib``, ``json`` and ``secrets`` are
+imported on first use (the usual launch of a frozen app stages and installs
+nothing); every install goes through :mod:`pyi_selfupdate.updater`, which
+imports them.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import errno
-import hashlib
-import json
-import logging
 import os
-import secrets
 import stat
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Union
 
+from . import _lazy
+from ._lazy import log
 from .errors import InstallError
+
+if TYPE_CHECKING:
+    import base64
+    import hashlib
+    import json
+    import secrets
+else:  # the usual launch stages and installs nothing (pyi_selfupdate.updater imports these)
+    base64, hashlib, json, secrets = map(_lazy.module, ("base64", "hashlib", "json", "secrets"))
 
 if os.name == "nt":  # pragma: no cover - Windows only
     import ctypes
@@ -75,8 +83,6 @@ __all__ = [
     "cleanup_leftovers",
     "file_sha256",
 ]
-
-log = logging.getLogger("pyi_selfupdate")
 
 _PathLike = Union[str, "os.PathLike[str]"]
 

@@ -8,19 +8,17 @@ when called (everything it needs is imported here, at module import time).
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from typing import Dict, List, NoReturn, Optional, Sequence
 
+from ._lazy import log
 from .errors import InstallError
 
 if os.name == "nt":  # pragma: no cover - Windows only
     import subprocess  # imported now: nothing may be imported after a swap
 
 __all__ = ["restart", "restart_command", "restart_environ", "MAIN_MARKER"]
-
-log = logging.getLogger("pyi_selfupdate")
 
 #: Environment variable the runtime bootstrap sets to the pid of the app's main
 #: process; a process that inherits it with another pid is a worker/child.

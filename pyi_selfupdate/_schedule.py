@@ -12,12 +12,19 @@ Unlike the reference, a missing, unreadable or garbled file means "check now"
 
 from __future__ import annotations
 
-import datetime as _dt
-import logging
 import os
-import random
+import time
 from pathlib import Path
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
+
+from . import _lazy
+from ._lazy import log
+
+if TYPE_CHECKING:
+    import datetime as _dt
+    import random
+else:  # the usual launch only asks is_due(), answered without datetime
+    _dt, random = _lazy.module("datetime"), _lazy.module("random")
 
 __all__ = [
     "cktime_path",
@@ -30,8 +37,6 @@ __all__ = [
     "schedule_retry",
     "retry_delay_hours",
 ]
-
-log = logging.getLogger("pyi_selfupdate")
 
 _PathLike = Union[str, "os.PathLike[str]"]
 
@@ -105,8 +110,63 @@ def read_next_check(path: _PathLike) -> Optional[_dt.datetime]:
     return when
 
 
+def _days_from_civil(year: int, month: int, day: int) -> int:
+    """Days from 1970-01-01 to a proleptic Gregorian date (H. Hinnant's algorithm)."""
+    year -= month <= 2
+    era = year // 400
+    yoe = year - era * 400
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _go_layout_epoch(text: str) -> Optional[float]:
+    """Seconds since the epoch of a time in exactly Go's layout, without :mod:`datetime`.
+
+    Only ``YYYY-MM-DDTHH:MM:SS`` followed by ``Z`` or ``+HH:MM``/``-HH:MM`` (what
+    go-selfupdate and :func:`format_rfc3339` write) with valid fields; None for
+    anything else, which :func:`parse_rfc3339` then judges.
+    """
+    text = text.strip()
+    if len(text) == 20 and text[19] in "Zz":
+        offset = 0
+    elif len(text) == 25 and text[19] in "+-" and text[22] == ":":
+        hours, minutes = text[20:22], text[23:25]
+        if not (hours.isdigit() and minutes.isdigit()) or int(hours) > 23 or int(minutes) > 59:
+            return None
+        offset = (int(hours) * 60 + int(minutes)) * 60 * (1 if text[19] == "+" else -1)
+    else:
+        return None
+    if (text[4], text[7], text[10], text[13], text[16]) not in (("-", "-", "T", ":", ":"),
+                                                               ("-", "-", "t", ":", ":")):
+        return None
+    fields = (text[0:4], text[5:7], text[8:10], text[11:13], text[14:16], text[17:19])
+    if not all(f.isdigit() for f in fields):
+        return None
+    year, month, day, hour, minute, second = map(int, fields)
+    if year < 1 or not 1 <= month <= 12 or hour > 23 or minute > 59 or second > 59:
+        return None
+    leap = month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    if not 1 <= day <= _MONTH_DAYS[month - 1] + leap:
+        return None
+    return _days_from_civil(year, month, day) * 86400.0 + hour * 3600 + minute * 60 + second - offset
+
+
 def is_due(path: _PathLike, now: Optional[_dt.datetime] = None) -> bool:
     """True if no valid next-check time is recorded, or it has come."""
+    if now is None:
+        # The usual launch of a frozen app asks this: a file in Go's layout is
+        # answered without importing datetime. Anything else takes the full path.
+        try:
+            with open(path, "rb") as fh:
+                stamp = _go_layout_epoch(fh.read(256).decode("ascii"))
+        except (OSError, UnicodeDecodeError):
+            stamp = None
+        if stamp is not None:
+            return time.time() >= stamp
     when = read_next_check(path)
     if when is None:
         return True

@@ -13,7 +13,6 @@ frozen app, and most launches make no request at all.
 from __future__ import annotations
 
 import io
-import logging
 from typing import Any, BinaryIO, Optional
 
 try:  # Python >= 3.8
@@ -21,11 +20,12 @@ try:  # Python >= 3.8
 except ImportError:  # pragma: no cover
     Protocol = object  # type: ignore[assignment,misc]
 
+from . import _lazy
 from .errors import FetchError
 
 __all__ = ["Requester", "RequestsRequester", "USER_AGENT"]
 
-log = logging.getLogger("pyi_selfupdate")
+log = _lazy.logger("pyi_selfupdate")  # attaches the package's NullHandler (see _lazy)
 
 #: The User-Agent the default requester sends.
 USER_AGENT = "pyi-selfupdate (go-selfupdate protocol)"

@@ -43,12 +43,12 @@ import binascii
 import datetime as _dt
 import hashlib
 import json
-import logging
 import os
 import stat
 from dataclasses import dataclass
 from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
+from . import _lazy
 from .errors import ConfigError, SignatureError
 from .protocol import Manifest, validate_name
 
@@ -88,7 +88,7 @@ __all__ = [
     "signed_body_cap",
 ]
 
-log = logging.getLogger("pyi_selfupdate.signing")
+log = _lazy.logger("pyi_selfupdate.signing")  # attaches the package's NullHandler (see _lazy)
 
 #: Public keys are written ``ed25519:<standard base64 of the 32 raw bytes>``.
 PUBLIC_KEY_PREFIX = "ed25519:"

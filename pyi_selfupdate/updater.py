@@ -53,6 +53,11 @@ from .protocol import (
     validate_name,
 )
 
+# _install and _schedule import these on first use (the usual launch of a frozen app
+# needs none of them). Every install goes through this module and nothing may be
+# imported once an install replaced the executable: import them now.
+import base64, datetime, json, random, secrets  # noqa: E401,E402,F401,I001
+
 __all__ = ["Updater", "UpdateResult", "MAX_MANIFEST_BYTES", "MAX_BINARY_BYTES"]
 
 log = logging.getLogger("pyi_selfupdate")

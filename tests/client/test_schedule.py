@@ -140,3 +140,49 @@ def test_parse_rfc3339(text, expected):
                                   "2026-11-28T10:00:00", "2026-11-28T10:00:00+0100"])
 def test_parse_rfc3339_rejects(text):
     assert _schedule.parse_rfc3339(text) is None
+
+
+def test_is_due_reads_go_layout_without_datetime_like_the_full_parser():
+    # is_due() answers a cktime in Go's layout without datetime (the usual launch
+    # of a frozen app); it must mean the same instant as parse_rfc3339().
+    import random as _random
+
+    rng = _random.Random(3)
+    texts = ["2026-11-28T10:00:00+01:00", "1970-01-01T00:00:00Z", "2000-02-29T23:59:59-23:59",
+             "2099-12-31T23:59:59z", "0001-01-01T00:00:00+00:30", "9999-12-31T23:59:59Z",
+             "2024-02-29t12:00:00+05:45", " 2026-01-01T00:00:00Z\n"]
+    for _ in range(3000):
+        text = f"{rng.randint(1, 9999):04d}-{rng.randint(1, 12):02d}-{rng.randint(1, 31):02d}T" \
+               f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}"
+        k = rng.randint(0, 2)
+        text += "Z" if k == 0 else f"{'+-'[k - 1]}{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}"
+        texts.append(text)
+    checked = 0
+    for text in texts:
+        full = _schedule.parse_rfc3339(text)
+        fast = _schedule._go_layout_epoch(text)
+        if full is None:
+            assert fast is None, text
+            continue
+        try:
+            expected = full.timestamp()
+        except (OverflowError, ValueError):  # out of the platform's range: nothing to compare
+            continue
+        assert fast == expected, text
+        checked += 1
+    assert checked > 2500
+    for bad in ["2026-02-30T00:00:00Z", "2026-13-01T00:00:00Z", "2026-01-01T24:00:00Z",
+                "2026-01-01T00:60:00Z", "2026-01-01T00:00:60Z", "2026-01-01T00:00:00+24:00",
+                "0000-01-01T00:00:00Z", "2026-01-01 00:00:00Z", "2026-01-01T00:00:00.5Z",
+                "garbage", "", "2026-01-01T00:00:00+0100"]:
+        assert _schedule._go_layout_epoch(bad) is None, bad
+
+
+@pytest.mark.parametrize("delta, due", [(-3600, True), (-1, True), (3600, False), (86400 * 400, False)])
+def test_is_due_without_now_follows_the_clock(tmp_path, delta, due):
+    path = tmp_path / "cktime"
+    for offset in (dt.timezone.utc, dt.timezone(dt.timedelta(hours=-7, minutes=-30))):
+        when = dt.datetime.now(offset) + dt.timedelta(seconds=delta)
+        path.write_text(_schedule.format_rfc3339(when))
+        assert _schedule.is_due(path) is due
+        assert _schedule.is_due(path, now=_now()) is due
