@@ -243,7 +243,7 @@ def _run() -> None:
 
     _install.cleanup_leftovers(target)
     mode = config.get("mode", "background")
-    staged = _install.sidecar_path(target).exists()
+    staged = os.path.exists(_install.sidecar_file(target))
     due = mode in ("background", "immediate") and _check_due(config, target)
     if not staged and not due:  # the common launch: a few stats, no Updater, no thread
         log.debug("nothing staged and no update check due (mode %s)", mode)
@@ -280,7 +280,7 @@ def _check_due(config: Dict[str, Any], target: str) -> bool:
     """The schedule of :meth:`Updater.check_due`, without building an Updater."""
     if config.get("force_check"):
         return True
-    return _schedule.is_due(_schedule.cktime_path(target, config.get("dir") or "update/"))
+    return _schedule.is_due(_schedule.cktime_file(target, config.get("dir") or "update/"))
 
 
 def _other_processes(target: str) -> List[int]:

@@ -28,7 +28,7 @@ launch. During that swap the target path is briefly absent.
 
 Everything the swap and the code after it need is imported before the swap:
 after a swap, a frozen old process must not import anything new from its
-(replaced) executable. ``base64``, ``hashlib``, ``json`` and ``secrets`` are
+(replaced) executable. ``base64``, ``hashlib``, ``json``, ``secrets`` and ``pathlib`` are
 imported on first use (the usual launch of a frozen app stages and installs
 nothing); every install goes through :mod:`pyi_selfupdate.updater`, which
 imports them.
@@ -43,7 +43,6 @@ import stat
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Union
 
 from . import _lazy
@@ -51,6 +50,8 @@ from ._lazy import log
 from .errors import InstallError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import base64
     import hashlib
     import json
@@ -95,33 +96,48 @@ _CHUNK = 1 << 20
 # ------------------------------------------------------------------ names
 
 
-def _split(target: _PathLike) -> "tuple[Path, str]":
-    path = Path(os.path.abspath(os.fspath(target)))
-    return path.parent, path.name
+def _path(path: _PathLike) -> "Path":
+    # pathlib costs the usual launch of a frozen app several ms: it is imported
+    # only where a Path is returned (the client imports it before any install).
+    from pathlib import Path
+
+    return Path(path)
 
 
-def staged_path(target: _PathLike) -> Path:
+def _split(target: _PathLike) -> "tuple[str, str]":
+    """The folder (absolute) and the name of ``target``, as strings."""
+    path = os.path.abspath(os.fspath(target))
+    return os.path.dirname(path), os.path.basename(path)
+
+
+def _beside(target: _PathLike, suffix: str) -> str:
+    folder, name = _split(target)
+    return os.path.join(folder, f".{name}{suffix}")
+
+
+def staged_path(target: _PathLike) -> "Path":
     """``.<name>.staged`` beside ``target``."""
-    folder, name = _split(target)
-    return folder / f".{name}.staged"
+    return _path(_beside(target, ".staged"))
 
 
-def sidecar_path(target: _PathLike) -> Path:
+def sidecar_file(target: _PathLike) -> str:
+    """``.<name>.staged.json`` beside ``target``, as a string (no pathlib: the launch path)."""
+    return _beside(target, ".staged.json")
+
+
+def sidecar_path(target: _PathLike) -> "Path":
     """``.<name>.staged.json`` beside ``target``."""
-    folder, name = _split(target)
-    return folder / f".{name}.staged.json"
+    return _path(sidecar_file(target))
 
 
-def lock_path(target: _PathLike) -> Path:
+def lock_path(target: _PathLike) -> "Path":
     """``.<name>.lock`` beside ``target``."""
-    folder, name = _split(target)
-    return folder / f".{name}.lock"
+    return _path(_beside(target, ".lock"))
 
 
-def old_path(target: _PathLike) -> Path:
+def old_path(target: _PathLike) -> "Path":
     """``.<name>.old`` beside ``target`` (Windows swap)."""
-    folder, name = _split(target)
-    return folder / f".{name}.old"
+    return _path(_beside(target, ".old"))
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -178,7 +194,7 @@ class InstanceLock:
     instead of deleting it.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: _PathLike) -> None:
         self.path = path
         self._fd: Optional[int] = None
         self._shared = False
@@ -193,8 +209,8 @@ class InstanceLock:
     def _open(self) -> int:
         if self._fd is None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(str(self.path), os.O_RDWR | os.O_CREAT, 0o666)
+                os.makedirs(os.path.dirname(os.fspath(self.path)), exist_ok=True)
+                fd = os.open(os.fspath(self.path), os.O_RDWR | os.O_CREAT, 0o666)
             except OSError as exc:
                 raise InstallError(
                     f"cannot open the instance lock {self.path} ({exc}); the folder of the "
@@ -301,8 +317,8 @@ _locks_mutex = threading.Lock()
 
 def instance_lock(target: _PathLike) -> InstanceLock:
     """The process-wide :class:`InstanceLock` of ``target`` (one object per lock file)."""
-    path = lock_path(os.path.realpath(os.fspath(target)))
-    key = os.path.normcase(str(path))
+    path = _beside(os.path.realpath(os.fspath(target)), ".lock")  # a string: the launch path
+    key = os.path.normcase(path)
     with _locks_mutex:
         lock = _locks.get(key)
         if lock is None:
@@ -349,14 +365,14 @@ class NewFile:
 
     def __init__(self, target: _PathLike, mode: Optional[int] = None) -> None:
         folder, name = _split(target)
-        self.target = folder / name
+        self.target = _path(folder) / name
         if mode is None:
             try:
                 mode = stat.S_IMODE(os.stat(self.target).st_mode)
             except OSError:
                 mode = 0o755
         self.mode = mode
-        self.path = folder / f".{name}.new.{secrets.token_hex(6)}"
+        self.path = self.target.parent / f".{name}.new.{secrets.token_hex(6)}"
         try:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
             self._fd: Optional[int] = os.open(str(self.path), flags, 0o600)
@@ -447,7 +463,7 @@ def _copy_owner(fd: int, target: Path) -> None:
         pass
 
 
-def _remove_quietly(path: Path) -> bool:
+def _remove_quietly(path: _PathLike) -> bool:
     try:
         os.unlink(path)
         _release_claim(path)
@@ -471,9 +487,9 @@ def swap(new: _PathLike, target: _PathLike) -> None:
     it (hidden) for :func:`cleanup_leftovers`. On failure ``new`` is deleted
     and :class:`InstallError` raised; the target is unchanged.
     """
-    new = Path(new)
+    new = _path(new)
     folder, name = _split(target)
-    target = folder / name
+    target = _path(folder) / name
     if os.name != "nt":
         try:
             os.replace(new, target)
@@ -567,7 +583,7 @@ def promote_to_staged(new: _PathLike, target: _PathLike, info: StagedInfo) -> Pa
     try:
         os.replace(os.fspath(new), staged)
     except OSError as exc:
-        _remove_quietly(Path(new))
+        _remove_quietly(_path(new))
         raise InstallError(f"cannot stage the update as {staged} ({exc})") from None
     _release_claim(new)
     _fsync_dir(staged.parent)
@@ -644,7 +660,7 @@ def claim_staged(target: _PathLike) -> Optional[Path]:
     """
     folder, name = _split(target)
     staged = staged_path(target)
-    private = folder / f".{name}.new.{secrets.token_hex(6)}"
+    private = staged.parent / f".{name}.new.{secrets.token_hex(6)}"
     fd: Optional[int] = None
     if fcntl is not None:  # lock first: the lock follows the file through the rename
         try:
@@ -674,7 +690,7 @@ def claim_staged(target: _PathLike) -> Optional[Path]:
 # --------------------------------------------------------------- cleanup
 
 
-def _is_abandoned(path: Path) -> bool:
+def _is_abandoned(path: _PathLike) -> bool:
     """True if no live process writes ``path`` (its writer's flock is gone)."""
     if fcntl is None:  # pragma: no cover - Windows: an open file cannot be deleted anyway
         return True
@@ -691,7 +707,7 @@ def _is_abandoned(path: Path) -> bool:
         os.close(fd)  # releases the probe's flock
 
 
-def cleanup_leftovers(target: _PathLike) -> List[Path]:
+def cleanup_leftovers(target: _PathLike) -> "List[Path]":
     """Remove what interrupted updates left beside ``target``; returns what was removed.
 
     - ``.<name>.new`` and ``.<name>.new.<token>`` files no live process is
@@ -703,13 +719,41 @@ def cleanup_leftovers(target: _PathLike) -> List[Path]:
 
     Safe to call while other instances run; each removal is logged at INFO.
     """
+    # Strings and os.path throughout: this runs at every launch of a frozen app.
     folder, name = _split(target)
-    removed: List[Path] = []
+    removed: "List[Path]" = []
     try:
         entries = list(os.scandir(folder))
     except OSError as exc:
         log.info("cannot list %s for leftovers (%s)", folder, exc)
         return removed
+    new_prefix = f".{name}.new"
+    old_name = f".{name}.old"
+    staged = _beside(target, ".staged")
+    sidecar = sidecar_file(target)
+    for entry in entries:
+        leftover = False
+        if entry.name == new_prefix or entry.name.startswith(new_prefix + "."):
+            leftover = _is_abandoned(entry.path)
+        elif entry.name == old_name or entry.name.startswith(old_name + "."):
+            leftover = True
+        if leftover and _remove_quietly(entry.path):
+            log.info("removed %s, left by an interrupted update", entry.path)
+            removed.append(_path(entry.path))
+    has_sidecar = os.path.exists(sidecar)
+    if os.path.exists(staged) and not has_sidecar:
+        try:
+            age = time.time() - os.stat(staged).st_mtime
+        except OSError:
+            age = 0.0
+        if age > ORPHAN_STAGED_AGE and _remove_quietly(staged):
+            log.info("removed %s, an incomplete staged update", staged)
+            removed.append(_path(staged))
+    elif has_sidecar and not os.path.exists(staged):
+        if _remove_quietly(sidecar):
+            log.info("removed %s, the sidecar of a missing staged update", sidecar)
+            removed.append(_path(sidecar))
+    return removed
     new_prefix = f".{name}.new"
     old_name = f".{name}.old"
     staged = staged_path(target)

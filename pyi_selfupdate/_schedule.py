@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Union
 
 from . import _lazy
@@ -23,6 +22,7 @@ from ._lazy import log
 if TYPE_CHECKING:
     import datetime as _dt
     import random
+    from pathlib import Path
 else:  # the usual launch only asks is_due(), answered without datetime
     _dt, random = _lazy.module("datetime"), _lazy.module("random")
 
@@ -44,11 +44,18 @@ _PathLike = Union[str, "os.PathLike[str]"]
 RETRY_HOURS = 1.0
 
 
-def cktime_path(target: _PathLike, dir: str) -> Path:
+def cktime_file(target: _PathLike, dir: str) -> str:
     """``<folder of target>/<dir>cktime`` (go: ``filepath.Join(exeDir, Dir + "cktime")``)."""
     folder = os.path.dirname(os.path.abspath(os.fspath(target)))
     rel = (dir + "cktime").lstrip("/\\") if os.path.isabs(dir + "cktime") else dir + "cktime"
-    return Path(os.path.normpath(os.path.join(folder, rel)))
+    return os.path.normpath(os.path.join(folder, rel))
+
+
+def cktime_path(target: _PathLike, dir: str) -> "Path":
+    """:func:`cktime_file` as a Path."""
+    from pathlib import Path
+
+    return Path(cktime_file(target, dir))
 
 
 def _now() -> _dt.datetime:
@@ -178,6 +185,8 @@ def write_next_check(path: _PathLike, when: _dt.datetime) -> bool:
 
     The schedule is advisory: failing to write it is logged, never raised.
     """
+    from pathlib import Path  # not on the usual launch: a check or a download ran
+
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

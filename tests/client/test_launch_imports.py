@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 #: Modules the usual launch must not import (the app may, later, on its own).
 HEAVY = ["logging", "json", "hashlib", "_hashlib", "datetime", "random", "secrets", "base64",
-         "platform", "requests", "bsdiff4", "pyi_selfupdate.updater", "pyi_selfupdate.protocol",
+         "platform", "pathlib", "urllib.parse", "requests", "bsdiff4", "pyi_selfupdate.updater", "pyi_selfupdate.protocol",
          "pyi_selfupdate.signing", "pyi_selfupdate.fetch", "pyi_selfupdate._patch"]
 
 
