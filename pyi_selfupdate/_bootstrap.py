@@ -255,19 +255,7 @@ def _run() -> None:
     updater._swap_guard = lambda: _others_running(target)
     exit_wait = float(config.get("exit_wait", 10) or 0)
     if staged:
-        others = _other_processes(target)
-        if not others:
-            result = updater.install_staged()
-            if result is not None and result.installed:
-                log.info("installed staged update %s -> %s; restarting",
-                         result.from_version, result.to_version)
-                _restart_after_install(result.to_version)
-        if _install.sidecar_path(target).exists():
-            # Other processes run this file: a swap now would crash those still
-            # starting (they read their modules from the file by path). One launch
-            # of them all takes the install on: it runs as it is and installs at
-            # its exit, once it is the last one.
-            _defer_install(updater, target, others, exit_wait)
+        _install_or_defer(updater, target, exit_wait, "installed staged update")
     if not due:
         log.debug("mode %r: no update check due", mode)
     elif mode == "immediate":
@@ -313,9 +301,12 @@ def _other_processes(target: str) -> List[int]:
 def _others_running(target: str) -> Optional[str]:
     """Why ``target`` must not be replaced now (other processes run it), or None."""
     others = _other_processes(target)
-    if not others:
-        return None
-    return f"other processes run it (pids {', '.join(map(str, others[:5]))})"
+    return f"other processes run it (pids {_pids(others)})" if others else None
+
+
+def _pids(pids: List[int]) -> str:
+    """The first few ``pids`` for a log line."""
+    return ", ".join(map(str, pids[:5]))
 
 
 def _parent_main(marker: str, me: str) -> Optional[str]:
@@ -357,15 +348,25 @@ def _immediate(updater: "Updater", target: str, exit_wait: float) -> None:
     except SelfUpdateError as exc:
         log.warning("update check failed: %s", exc)
         return
-    if staged is None:
-        return
+    if staged is not None:
+        _install_or_defer(updater, target, exit_wait, "updated")
+
+
+def _install_or_defer(updater: "Updater", target: str, exit_wait: float, done: str) -> None:
+    """Install the staged update and restart as it, or leave it to an exit (:func:`_defer_install`).
+
+    While other processes run this file a swap would crash those still starting
+    (they read their modules from the file by path): then one launch of them
+    all takes the install on, at its exit.
+    """
     others = _other_processes(target)
     if not others:
         result = updater.install_staged()
         if result is not None and result.installed:
-            log.info("updated %s -> %s; restarting", result.from_version, result.to_version)
+            log.info("%s %s -> %s; restarting", done, result.from_version, result.to_version)
             _restart_after_install(result.to_version)
-    _defer_install(updater, target, others, exit_wait)
+    if os.path.exists(_install.sidecar_file(target)):
+        _defer_install(updater, target, others, exit_wait)
 
 
 def _defer_install(updater: "Updater", target: str, others: List[int], wait: float) -> None:
@@ -381,7 +382,7 @@ def _defer_install(updater: "Updater", target: str, others: List[int], wait: flo
     if _install_claim is not None:
         return
     claim = _claim_install(target)
-    pids = ", ".join(map(str, others[:5])) or "another instance"
+    pids = _pids(others) or "another instance"
     if claim is None:
         log.info("other processes run %s (%s); another launch installs the staged update",
                  target, pids)
@@ -398,7 +399,7 @@ def _claim_install(target: str) -> Optional[int]:
     if fcntl is None:  # pragma: no cover - Windows: no flock; the install lock decides
         return -1
     try:
-        fd = os.open(str(_install.sidecar_path(target)), os.O_RDONLY)
+        fd = os.open(_install.sidecar_file(target), os.O_RDONLY)
     except OSError:
         return None
     try:
@@ -422,7 +423,7 @@ def _install_at_exit(updater: "Updater", target: str, wait: float) -> None:
     since = _start_time(os.getpid())
     others: List[int] = []
     try:
-        while _install.sidecar_path(target).exists():
+        while os.path.exists(_install.sidecar_file(target)):
             others = _other_processes(target)
             if not others:
                 result = updater.install_staged()
@@ -433,8 +434,7 @@ def _install_at_exit(updater: "Updater", target: str, wait: float) -> None:
             elif since is not None and any(
                     (_start_time(pid) or since) < since - BURST for pid in others):
                 log.info("other processes run %s since before this launch (pids %s); a later "
-                         "launch installs the staged update", target,
-                         ", ".join(map(str, others[:5])))
+                         "launch installs the staged update", target, _pids(others))
                 return
             if time.monotonic() >= deadline:
                 break
@@ -442,9 +442,9 @@ def _install_at_exit(updater: "Updater", target: str, wait: float) -> None:
     except Exception:
         log.exception("installing the staged update at exit failed; a later launch retries")
         return
-    if _install.sidecar_path(target).exists():
+    if os.path.exists(_install.sidecar_file(target)):
         log.info("other processes still run %s (pids %s) after %.0f s; a later launch "
-                 "installs the staged update", target, ", ".join(map(str, others[:5])), wait)
+                 "installs the staged update", target, _pids(others), wait)
 
 
 def _start_time(pid: int) -> Optional[float]:

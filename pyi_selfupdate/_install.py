@@ -115,6 +115,11 @@ def _beside(target: _PathLike, suffix: str) -> str:
     return os.path.join(folder, f".{name}{suffix}")
 
 
+def _new_path(target: _PathLike) -> "Path":
+    """A fresh ``.<name>.new.<token>`` beside ``target`` (a file being written or claimed)."""
+    return _path(_beside(target, f".new.{secrets.token_hex(6)}"))
+
+
 def staged_path(target: _PathLike) -> "Path":
     """``.<name>.staged`` beside ``target``."""
     return _path(_beside(target, ".staged"))
@@ -364,15 +369,14 @@ class NewFile:
     """
 
     def __init__(self, target: _PathLike, mode: Optional[int] = None) -> None:
-        folder, name = _split(target)
-        self.target = _path(folder) / name
+        self.target = _path(os.path.abspath(os.fspath(target)))
         if mode is None:
             try:
                 mode = stat.S_IMODE(os.stat(self.target).st_mode)
             except OSError:
                 mode = 0o755
         self.mode = mode
-        self.path = self.target.parent / f".{name}.new.{secrets.token_hex(6)}"
+        self.path = _new_path(target)
         try:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
             self._fd: Optional[int] = os.open(str(self.path), flags, 0o600)
@@ -658,9 +662,8 @@ def claim_staged(target: _PathLike) -> Optional[Path]:
     never takes it for the leftover of a killed install, however long this
     install is stalled. None also when another process is claiming it now.
     """
-    folder, name = _split(target)
     staged = staged_path(target)
-    private = staged.parent / f".{name}.new.{secrets.token_hex(6)}"
+    private = _new_path(target)
     fd: Optional[int] = None
     if fcntl is not None:  # lock first: the lock follows the file through the rename
         try:
