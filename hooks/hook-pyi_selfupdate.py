@@ -11,7 +11,7 @@ built in the same environment are untouched.
   in the app; PyNaCl ships only when ``public_keys`` are set (signed updates).
 * ``hook(hook_api)``: merges the configuration (environment > spec file
   ``hooksconfig={"pyi_selfupdate": {...}}`` > ``[tool.pyi-selfupdate]`` in
-  ``./pyproject.toml`` > defaults; see ``pyi_selfupdate._config``), validates it
+  ``./pyproject.toml`` > defaults; see ``pyi_selfupdate.settings``), validates it
   (a mistake stops the build with the fix) and embeds it as
   ``pyi_selfupdate/_embedded_config.json`` (what ``release`` checks) and the
   same data as ``pyi_selfupdate/_embedded_config.marshal`` (what the app reads at
@@ -37,8 +37,8 @@ _BUILD_ONLY = {"__main__", "_cli", "_buildconfig", "release", "_hooks", "_templa
 
 #: The client modules the bootstrap needs (more are picked up from the package folder).
 _CLIENT = [
-    "protocol", "errors", "updater", "fetch", "_patch", "_install", "_schedule",
-    "_restart", "_config", "_bootstrap", "signing",
+    "protocol", "errors", "settings", "updater", "fetch", "_patch", "_files", "_staging",
+    "_instances", "_schedule", "_restart", "_bootstrap", "signing",
 ]
 
 
@@ -126,7 +126,7 @@ def _write_generated(path: str, data: bytes) -> None:
 def hook(hook_api) -> None:
     """Merge, validate and embed the update configuration; warn about unreproducible builds."""
     from pyi_selfupdate._buildconfig import HOOKSCONFIG_NAME, build_config, dumps
-    from pyi_selfupdate._config import EMBEDDED_DIR, EMBEDDED_MARSHAL_NAME, EMBEDDED_NAME, MARSHAL_VERSION
+    from pyi_selfupdate.settings import EMBEDDED_DIR, EMBEDDED_MARSHAL_NAME, EMBEDDED_NAME, MARSHAL_VERSION
     from pyi_selfupdate.errors import SelfUpdateError
 
     seed = os.environ.get("PYTHONHASHSEED")

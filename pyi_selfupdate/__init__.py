@@ -87,8 +87,8 @@ _LAZY: Dict[str, str] = {
 #: imports: ``pyi_selfupdate.errors`` and the like keep working after a bare
 #: ``import pyi_selfupdate``.
 _SUBMODULES = frozenset({
-    "errors", "protocol", "updater", "fetch", "signing", "_patch", "_install",
-    "_schedule", "_restart", "_config", "_bootstrap",
+    "errors", "protocol", "settings", "updater", "fetch", "signing", "_patch", "_files",
+    "_staging", "_instances", "_schedule", "_restart", "_bootstrap",
 })
 
 

@@ -48,17 +48,14 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
-from . import _install, _schedule
+from . import _instances, _schedule, _staging
 from ._lazy import log
-from ._config import load_embedded
 from ._restart import MAIN_MARKER, restart
 from .errors import ConfigError, SelfUpdateError
+from .settings import DEV_VERSION, LIMITS, Settings, load_embedded
 
 if TYPE_CHECKING:  # imported when needed: most launches need no Updater at all
     from .updater import Updater
-
-#: go-selfupdate's "never update" version (also ``pyi_selfupdate.protocol.DEV_VERSION``).
-DEV_VERSION = "dev"
 
 __all__ = ["run", "updater_from_config", "embedded_config", "DISABLE_ENV", "LOG_ENV"]
 
@@ -68,12 +65,6 @@ DISABLE_ENV = "PYI_SELFUPDATE_DISABLE"
 LOG_ENV = "PYI_SELFUPDATE_LOG"
 
 _TRUE = ("1", "true", "yes", "on")
-
-#: Seconds a launch waits for another instance's install (which holds the lock).
-LOCK_WAIT = 60.0
-#: A launch installing at exit waits for processes started at most this many
-#: seconds before it (the same burst of launches), not for older ones.
-BURST = 5.0
 
 # The process-wide state: the lock must live as long as the process.
 _lock: Any = None
@@ -90,10 +81,14 @@ def embedded_config() -> Optional[Dict[str, Any]]:
     return dict(_config) if _config is not None else None
 
 
-def _cmd_name(config: Dict[str, Any], target: str) -> str:
-    name = config.get("cmd_name")
-    if name:
-        return str(name)
+def _settings() -> Optional[Settings]:
+    config = embedded_config()
+    return None if config is None else Settings.from_mapping(config)
+
+
+def _cmd_name(settings: Settings, target: str) -> str:
+    if settings.cmd_name:
+        return settings.cmd_name
     base = os.path.basename(target)
     if base.lower().endswith(".exe"):
         base = base[:-4]
@@ -115,8 +110,8 @@ def updater_from_config(**overrides: Any) -> "Updater":
     :class:`~pyi_selfupdate.errors.ConfigError` outside a frozen app built with
     pyi-selfupdate.
     """
-    config = embedded_config()
-    if config is None:
+    settings = _settings()
+    if settings is None:
         raise ConfigError(
             "this program carries no embedded self-update configuration (it is not a frozen "
             "app built with pyi-selfupdate); build it with PyInstaller and pyi_selfupdate "
@@ -124,40 +119,23 @@ def updater_from_config(**overrides: Any) -> "Updater":
         )
     target = overrides.pop("target", None) or sys.executable
     kwargs: Dict[str, Any] = {
-        "current_version": config["current_version"],
-        "api_url": config["api_url"],
-        "bin_url": config.get("bin_url") or config["api_url"],
-        "diff_url": config.get("diff_url") or config["api_url"],
-        "dir": config.get("dir") or "update/",
-        "cmd_name": _cmd_name(config, target),
-        "force_check": bool(config.get("force_check")),
-        "check_time": config.get("check_time", 24),
-        "randomize_time": config.get("randomize_time", 0),
+        "current_version": settings.current_version,
+        "api_url": settings.api_url,
+        "bin_url": settings.bin_url or settings.api_url,
+        "diff_url": settings.diff_url or settings.api_url,
+        "dir": settings.dir or Settings.dir,
+        "cmd_name": _cmd_name(settings, target),
+        "force_check": bool(settings.force_check),
+        "check_time": settings.check_time,
+        "randomize_time": settings.randomize_time,
         "target": target,
+        "public_keys": list(settings.public_keys),
+        "allow_http": settings.allow_http,
     }
     from .updater import Updater
 
-    keywords = _updater_keywords(Updater)
-    if config.get("public_keys"):
-        if "public_keys" not in keywords:  # never update unverified instead
-            raise ConfigError(
-                "the app was built with public_keys but this pyi_selfupdate client cannot verify "
-                "signatures; build the app with a pyi-selfupdate version that supports signing"
-            )
-        kwargs["public_keys"] = list(config["public_keys"])
-    if config.get("allow_http") is not None and "allow_http" in keywords:
-        kwargs["allow_http"] = config["allow_http"]
     kwargs.update(overrides)
     return Updater(**kwargs)
-
-
-def _updater_keywords(cls: type) -> frozenset:
-    try:
-        code = cls.__init__.__code__
-        return frozenset(code.co_varnames[: code.co_argcount + code.co_kwonlyargcount])
-    except AttributeError:  # pragma: no cover
-        return frozenset()
-
 
 
 def _setup_logging() -> None:
@@ -171,21 +149,6 @@ def _setup_logging() -> None:
     log.addHandler(handler)
     number = logging.getLevelName(level.upper())
     log.setLevel(number if isinstance(number, int) else logging.INFO)
-
-
-def _replaced_since_start(target: str) -> bool:
-    """True if ``target`` is no longer the file this process was started from (Linux only).
-
-    Another instance may have installed an update between our bootloader's start
-    and our taking the shared lock: we then run an old image while every new
-    import would read the new file.
-    """
-    try:
-        running = os.stat("/proc/self/exe")
-        on_disk = os.stat(target)
-    except OSError:
-        return False
-    return (running.st_dev, running.st_ino) != (on_disk.st_dev, on_disk.st_ino)
 
 
 def run() -> None:
@@ -206,14 +169,14 @@ def _run() -> None:
     if os.environ.get(DISABLE_ENV, "").strip().lower() in _TRUE:
         log.debug("disabled by %s", DISABLE_ENV)
         return
-    config = embedded_config()
-    if config is None:
+    settings = _settings()
+    if settings is None:
         log.debug("no embedded self-update configuration")
         return
-    if not config.get("enabled", True):
+    if not settings.enabled:
         log.debug("disabled by the build configuration (enabled = false)")
         return
-    if config.get("current_version") == DEV_VERSION:
+    if settings.current_version == DEV_VERSION:
         log.debug("version %r never updates", DEV_VERSION)
         return
 
@@ -222,38 +185,38 @@ def _run() -> None:
     # one, is not a child of this app.
     me = f"{os.getpid()}:{os.path.realpath(target)}"
     owner_pid = _parent_main(os.environ.get(MAIN_MARKER, ""), me)
-    _lock = _install.instance_lock(target)
+    _lock = _instances.instance_lock(target)
     if not _lock.hold_shared(timeout=0):
         # Another instance holds it exclusively: it is installing an update (the
         # swap takes well under a second, more on a slow disk). Running on meanwhile
         # could mean running on a file replaced under us: wait for it, then see
         # below whether our file was replaced.
         log.info("another instance of %s is installing an update; waiting for it", target)
-        if not _lock.hold_shared(timeout=LOCK_WAIT):
+        if not _lock.hold_shared(timeout=LIMITS.lock_wait):
             log.warning("the instance lock of %s stayed taken for %.0f s; going on without it",
-                        target, LOCK_WAIT)
+                        target, LIMITS.lock_wait)
     if owner_pid is not None:
         log.debug("child process of %s: no update check", owner_pid)
         return
     os.environ[MAIN_MARKER] = me
 
-    if _replaced_since_start(target):
+    if _instances.replaced_since_start(target):
         log.info("%s was updated by another instance since this launch; restarting", target)
         _restart_after_install()
 
-    _install.cleanup_leftovers(target)
-    mode = config.get("mode", "background")
-    staged = os.path.exists(_install.sidecar_file(target))
-    due = mode in ("background", "immediate") and _check_due(config, target)
+    _staging.cleanup_leftovers(target)
+    mode = settings.mode
+    staged = os.path.exists(_staging.sidecar_file(target))
+    due = mode in ("background", "immediate") and _check_due(settings, target)
     if not staged and not due:  # the common launch: a few stats, no Updater, no thread
         log.debug("nothing staged and no update check due (mode %s)", mode)
         return
 
-    updater = updater_from_config(target=target)
-    # Checked again under the exclusive lock, right before the swap: a process
+    # Asked again under the exclusive lock, right before a swap: a process
     # started meanwhile would read its modules from the replaced file.
-    updater._swap_guard = lambda: _others_running(target)
-    exit_wait = float(config.get("exit_wait", 10) or 0)
+    updater = updater_from_config(target=target,
+                                  swap_guard=lambda: _instances.others_running(target))
+    exit_wait = float(settings.exit_wait or 0)
     if staged:
         _install_or_defer(updater, target, exit_wait, "installed staged update")
     if not due:
@@ -264,49 +227,11 @@ def _run() -> None:
         _start_background(updater, exit_wait)
 
 
-def _check_due(config: Dict[str, Any], target: str) -> bool:
+def _check_due(settings: Settings, target: str) -> bool:
     """The schedule of :meth:`Updater.check_due`, without building an Updater."""
-    if config.get("force_check"):
+    if settings.force_check:
         return True
-    return _schedule.is_due(_schedule.cktime_file(target, config.get("dir") or "update/"))
-
-
-def _other_processes(target: str) -> List[int]:
-    """Pids of other processes running the file ``target`` now (Linux ``/proc``; [] elsewhere).
-
-    The instance lock only covers processes that reached this bootstrap; one that
-    is still starting (the onefile bootloader extracting, PyInstaller's own
-    runtime hooks importing) already reads its modules from ``target`` by path.
-    This process and its onefile bootloader parent are not counted.
-    """
-    try:
-        st = os.stat(target)
-        entries = os.listdir("/proc")
-    except OSError:
-        return []
-    mine = {os.getpid(), os.getppid()}
-    found = []
-    for entry in entries:
-        if not entry.isdigit() or int(entry) in mine:
-            continue
-        try:
-            exe = os.stat(f"/proc/{entry}/exe")
-        except OSError:  # gone, or another user's process
-            continue
-        if (exe.st_dev, exe.st_ino) == (st.st_dev, st.st_ino):
-            found.append(int(entry))
-    return found
-
-
-def _others_running(target: str) -> Optional[str]:
-    """Why ``target`` must not be replaced now (other processes run it), or None."""
-    others = _other_processes(target)
-    return f"other processes run it (pids {_pids(others)})" if others else None
-
-
-def _pids(pids: List[int]) -> str:
-    """The first few ``pids`` for a log line."""
-    return ", ".join(map(str, pids[:5]))
+    return _schedule.is_due(_schedule.cktime_file(target, settings.dir or Settings.dir))
 
 
 def _parent_main(marker: str, me: str) -> Optional[str]:
@@ -359,13 +284,13 @@ def _install_or_defer(updater: "Updater", target: str, exit_wait: float, done: s
     (they read their modules from the file by path): then one launch of them
     all takes the install on, at its exit.
     """
-    others = _other_processes(target)
+    others = _instances.other_processes(target)
     if not others:
         result = updater.install_staged()
         if result is not None and result.installed:
             log.info("%s %s -> %s; restarting", done, result.from_version, result.to_version)
             _restart_after_install(result.to_version)
-    if os.path.exists(_install.sidecar_file(target)):
+    if os.path.exists(_staging.sidecar_file(target)):
         _defer_install(updater, target, others, exit_wait)
 
 
@@ -381,8 +306,8 @@ def _defer_install(updater: "Updater", target: str, others: List[int], wait: flo
     global _install_claim
     if _install_claim is not None:
         return
-    claim = _claim_install(target)
-    pids = _pids(others) or "another instance"
+    claim = _instances.claim_install(_staging.sidecar_file(target))
+    pids = _instances.format_pids(others) or "another instance"
     if claim is None:
         log.info("other processes run %s (%s); another launch installs the staged update",
                  target, pids)
@@ -391,23 +316,6 @@ def _defer_install(updater: "Updater", target: str, others: List[int], wait: flo
     log.info("other processes run %s (%s); the staged update is installed when this "
              "process exits after them", target, pids)
     atexit.register(_install_at_exit, updater, target, wait)
-
-
-def _claim_install(target: str) -> Optional[int]:
-    """A descriptor holding the sidecar's ``flock`` (the right to install), or None if taken."""
-    fcntl = _install.fcntl
-    if fcntl is None:  # pragma: no cover - Windows: no flock; the install lock decides
-        return -1
-    try:
-        fd = os.open(_install.sidecar_file(target), os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
 
 
 def _install_at_exit(updater: "Updater", target: str, wait: float) -> None:
@@ -420,11 +328,11 @@ def _install_at_exit(updater: "Updater", target: str, wait: float) -> None:
     if _thread is not None and _thread.is_alive():
         return  # still downloading (exit_wait ran out): the staged files may change
     deadline = time.monotonic() + max(0.0, wait)
-    since = _start_time(os.getpid())
+    since = _instances.start_time(os.getpid())
     others: List[int] = []
     try:
-        while os.path.exists(_install.sidecar_file(target)):
-            others = _other_processes(target)
+        while os.path.exists(_staging.sidecar_file(target)):
+            others = _instances.other_processes(target)
             if not others:
                 result = updater.install_staged()
                 if result is not None and result.installed:
@@ -432,9 +340,9 @@ def _install_at_exit(updater: "Updater", target: str, wait: float) -> None:
                              "instances ended", result.from_version, result.to_version)
                     return
             elif since is not None and any(
-                    (_start_time(pid) or since) < since - BURST for pid in others):
+                    (_instances.start_time(pid) or since) < since - LIMITS.burst for pid in others):
                 log.info("other processes run %s since before this launch (pids %s); a later "
-                         "launch installs the staged update", target, _pids(others))
+                         "launch installs the staged update", target, _instances.format_pids(others))
                 return
             if time.monotonic() >= deadline:
                 break
@@ -442,19 +350,9 @@ def _install_at_exit(updater: "Updater", target: str, wait: float) -> None:
     except Exception:
         log.exception("installing the staged update at exit failed; a later launch retries")
         return
-    if os.path.exists(_install.sidecar_file(target)):
+    if os.path.exists(_staging.sidecar_file(target)):
         log.info("other processes still run %s (pids %s) after %.0f s; a later launch "
-                 "installs the staged update", target, _pids(others), wait)
-
-
-def _start_time(pid: int) -> Optional[float]:
-    """When process ``pid`` started, in seconds since boot (Linux ``/proc``), or None."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            fields = fh.read().rpartition(b")")[2].split()
-        return int(fields[19]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
+                 "installs the staged update", target, _instances.format_pids(others), wait)
 
 
 def _background_stage(updater: "Updater") -> None:

@@ -1,6 +1,20 @@
 """Build-time configuration: merge the sources, validate, and serialize for embedding.
 
-The keys, defaults and precedence are documented in :mod:`pyi_selfupdate._config`.
+The keys, their defaults and their rules are :data:`pyi_selfupdate.settings.SETTINGS`
+(the README's table). Sources, highest precedence first (each key is taken from
+the first source that sets it):
+
+1. ``PYI_SELFUPDATE_<KEY>`` environment variables of the build (upper-case key,
+   e.g. ``PYI_SELFUPDATE_API_URL``), parsed by the key's kind: booleans
+   ``1/0/true/false/yes/no/on/off``, numbers, lists comma-separated,
+   ``none``/``null`` for keys that may be None. An empty variable counts as unset.
+2. The spec file: ``Analysis(..., hooksconfig={"pyi_selfupdate": {...}})``.
+3. ``[tool.pyi-selfupdate]`` in the ``pyproject.toml`` of the directory where
+   PyInstaller runs (and ``[project] version`` there for ``current_version``).
+4. The defaults.
+
+A missing ``api_url`` or ``current_version``, an unknown key or a wrong value
+fails the build with a message naming the fix and where the value was set.
 Used by the PyInstaller hook (``hook-pyi_selfupdate.py``) and by ``pyi-selfupdate
 init``; never shipped in the frozen app.
 """
@@ -12,11 +26,17 @@ import json
 import logging
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from ._config import DEFAULTS, MODES, REQUIRED
 from .errors import ConfigError
+from .settings import DEFAULTS, DEV_VERSION, REQUIRED, SETTINGS, SettingError, check, defaults
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - the backport, a dependency on these Pythons
+    import tomli as tomllib
 
 log = logging.getLogger("pyi_selfupdate.build")
 
@@ -26,10 +46,8 @@ HOOKSCONFIG_NAME = "pyi_selfupdate"
 #: The hook writes the embedded config under this name in PyInstaller's workpath.
 WORKPATH_FILE = "pyi_selfupdate_embedded_config.json"
 
-_URL_KEYS = ("api_url", "bin_url", "diff_url")
-_NULLABLE_STR = ("bin_url", "diff_url", "cmd_name")
-_BOOL_KEYS = ("force_check", "enabled")
-_NUMBER_KEYS = ("check_time", "randomize_time", "exit_wait")
+_KIND = {s.name: s.kind for s in SETTINGS}
+_URL_KEYS = tuple(s.name for s in SETTINGS if s.kind == "url")
 
 #: Where each source lives, for messages.
 SOURCE_SPEC = "the spec file's hooksconfig"
@@ -71,24 +89,23 @@ def parse_env_value(key: str, text: str) -> Any:
     """Parse the text of ``PYI_SELFUPDATE_<KEY>`` by the type of ``key``."""
     name = ENV_PREFIX + key.upper()
     low = text.strip().lower()
-    if key in _BOOL_KEYS or key == "allow_http":
-        if key == "allow_http" and low in _NONE:
-            return None
+    kind = _KIND[key]
+    if DEFAULTS[key] is None and low in _NONE:
+        return None
+    if kind in ("bool", "tristate"):
         if low in _TRUE:
             return True
         if low in _FALSE:
             return False
         raise ConfigError(f"{name}={text!r} is not a boolean; use 1/0, true/false or yes/no")
-    if key in _NUMBER_KEYS:
+    if kind in ("hours", "seconds"):
         try:
             number = float(text)
         except ValueError:
-            raise ConfigError(f"{name}={text!r} is not a number; give e.g. {name}=24") from None
+            raise ConfigError(f"{name}={text!r} is not a number; give e.g. {name}={DEFAULTS[key]}") from None
         return int(number) if number.is_integer() and "." not in text else number
-    if key == "public_keys":
+    if kind == "keys":
         return [part.strip() for part in text.split(",") if part.strip()]
-    if key in _NULLABLE_STR and low in _NONE:
-        return None
     return text.strip()
 
 
@@ -125,100 +142,10 @@ def config_from_env(environ: Mapping[str, str]) -> Dict[str, Any]:
 
 def _load_toml(path: Path) -> Dict[str, Any]:
     try:
-        import tomllib  # type: ignore[import-not-found]
-    except ImportError:  # Python < 3.11
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ImportError:
-            return _minimal_toml(path)
-    try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML ({exc}); fix the file") from None
-
-
-_SECTION = re.compile(r"^\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
-_KEYVAL = re.compile(r"^([A-Za-z0-9_\-]+|\"[^\"]+\")\s*=\s*(.+?)\s*$")
-
-
-def _minimal_toml(path: Path) -> Dict[str, Any]:
-    """Read the two tables we need without a TOML library (Python < 3.11, no tomli).
-
-    Understands ``[project]`` and ``[tool.pyi-selfupdate]`` with one-line values:
-    strings, numbers, booleans and arrays of those. Anything else asks for tomli.
-    """
-    wanted = {"project": ("project",), "tool.pyi-selfupdate": ("tool", PYPROJECT_TABLE),
-              'tool."pyi-selfupdate"': ("tool", PYPROJECT_TABLE)}
-    result: Dict[str, Any] = {}
-    current: Optional[Dict[str, Any]] = None
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        m = _SECTION.match(stripped)
-        if m and not stripped.startswith("[["):
-            target = wanted.get(m.group(1).replace(" ", ""))
-            current = None
-            if target:
-                node = result
-                for part in target:
-                    node = node.setdefault(part, {})
-                current = node
-            continue
-        if current is None or stripped.startswith("[["):
-            current = None if stripped.startswith("[[") else current
-            continue
-        kv = _KEYVAL.match(stripped)
-        if not kv:
-            continue
-        key, raw = kv.group(1).strip('"'), kv.group(2)
-        if current is result.get("project") and key != "version":
-            continue
-        try:
-            current[key] = _toml_value(raw)
-        except ValueError:
-            raise ConfigError(
-                f"{path}:{lineno}: cannot read {key} = {raw} without a TOML parser; "
-                f"install tomli (pip install tomli) or write the value on one line"
-            ) from None
-    return result
-
-
-def _toml_value(raw: str) -> Any:
-    raw = re.sub(r"\s+#[^\"']*$", "", raw).strip()
-    if raw in ("true", "false"):
-        return raw == "true"
-    if raw.startswith("'") and raw.endswith("'") and len(raw) >= 2:
-        return raw[1:-1]
-    if raw.startswith("[") and raw.endswith("]"):
-        inner = raw[1:-1].strip().rstrip(",")
-        if not inner:
-            return []
-        return [_toml_value(part.strip()) for part in _split_array(inner)]
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise ValueError(raw) from None
-
-
-def _split_array(inner: str) -> list:
-    parts, buf, quote = [], "", ""
-    for ch in inner:
-        if quote:
-            buf += ch
-            if ch == quote and not buf.endswith("\\" + quote):
-                quote = ""
-        elif ch in "\"'":
-            quote = ch
-            buf += ch
-        elif ch == ",":
-            parts.append(buf)
-            buf = ""
-        else:
-            buf += ch
-    parts.append(buf)
-    return parts
 
 
 def config_from_pyproject(directory: "str | os.PathLike[str]") -> Tuple[Dict[str, Any], Optional[str]]:
@@ -241,76 +168,36 @@ def config_from_pyproject(directory: "str | os.PathLike[str]") -> Tuple[Dict[str
 # --------------------------------------------------------------- validation
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def validate(config: Mapping[str, Any], origins: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
     """Check a complete config (every key present); return it with normalized values.
 
-    ``origins`` maps a key to where its value came from, for the messages.
+    Each value is checked by :func:`pyi_selfupdate.settings.check`; ``origins``
+    maps a key to where its value came from, for the messages.
     """
-    from .protocol import DEV_VERSION, validate_name
+    from .fetch import check_transport
 
     origins = origins or {}
-
-    def bad(key: str, problem: str, fix: str) -> ConfigError:
-        where = origins.get(key, SOURCE_DEFAULT)
-        return ConfigError(f"self-update setting {key} = {config[key]!r} (from {where}) {problem}; {fix}")
-
     out = dict(config)
     for key in REQUIRED:
         if out.get(key) in (None, ""):
             example = '"https://example.com/updates/"' if key == "api_url" else '"1.0.0"'
             extra = " (or declare [project] version in pyproject.toml)" if key == "current_version" else ""
             raise ConfigError(f"the self-update setting {key} is missing{extra}; " + _where_to_set(key, example))
-    for key in _URL_KEYS:
-        value = out[key]
-        if value is None:
-            continue
-        if not isinstance(value, str):
-            raise bad(key, "is not a string", "give a URL like \"https://example.com/updates/\"")
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise bad(key, "is not an http:// or https:// URL", "give a URL like \"https://example.com/updates/\"")
-        if not value.endswith("/"):
-            raise bad(key, "does not end in '/' (URLs are concatenated as they are)", f"write {value + '/'!r}")
-    version = out["current_version"]
-    if _is_number(version):
-        raise bad("current_version", "is a number, not a string", f"quote it: \"{version}\"")
-    validate_name(version, "version")
-    if out["cmd_name"] is not None:
-        if not isinstance(out["cmd_name"], str):
-            raise bad("cmd_name", "is not a string", "give the command name used in the update URLs")
-        validate_name(out["cmd_name"], "cmd name")
-    if not isinstance(out["dir"], str) or (out["dir"] and not out["dir"].endswith("/")):
-        raise bad("dir", "must be a folder name ending in '/'", "write e.g. \"update/\"")
-    for key in _NUMBER_KEYS:
-        if not _is_number(out[key]) or out[key] < 0 or out[key] != out[key]:
-            raise bad(key, "is not a number >= 0", f"give e.g. {DEFAULTS[key]}")
-    for key in _BOOL_KEYS:
-        if not isinstance(out[key], bool):
-            raise bad(key, "is not a boolean", "write true or false")
-    if out["allow_http"] is not None and not isinstance(out["allow_http"], bool):
-        raise bad("allow_http", "is not a boolean or null", "write true, false or leave it unset")
-    if out["mode"] not in MODES:
-        raise bad("mode", "is not a known mode", f"use one of {', '.join(MODES)}")
-    keys = out["public_keys"]
-    if isinstance(keys, str):
-        keys = [keys]
-    if not isinstance(keys, (list, tuple)) or not all(isinstance(k, str) and k for k in keys):
-        raise bad("public_keys", "is not a list of strings", "give a list like [\"<public key>\"]")
-    out["public_keys"] = list(keys)
-    if keys:
+    for setting in SETTINGS:
+        key = setting.name
         try:
-            from .signing import check_public_keys
-        except ImportError:  # pragma: no cover - signing is part of the package
-            pass
-        else:
-            out["public_keys"] = check_public_keys(list(keys))
+            out[key] = check(key, out[key])
+        except SettingError as exc:
+            where = origins.get(key, SOURCE_DEFAULT)
+            raise ConfigError(f"self-update setting {key} = {exc.value!r} (from {where}) "
+                              f"{exc.problem}; {exc.fix}") from None
+        if setting.kind == "url" and out[key] is not None and not re.match(r"^https?://[^/\s]+", out[key]):
+            # The app's requester speaks HTTP(S); Updater(requester=...) may take other schemes.
+            raise ConfigError(f"self-update setting {key} = {out[key]!r} (from "
+                              f"{origins.get(key, SOURCE_DEFAULT)}) is not an http:// or https:// "
+                              "URL; give a URL like \"https://example.com/updates/\"")
     # The client refuses plain HTTP to another host without signatures: fail the
     # build now rather than ship an app whose every check fails in its log.
-    from .signing import check_transport
-
     for key in _URL_KEYS:
         if out[key] is not None:
             try:
@@ -319,7 +206,7 @@ def validate(config: Mapping[str, Any], origins: Optional[Mapping[str, str]] = N
             except ConfigError as exc:
                 raise ConfigError(f"self-update setting {exc} ({key} is set in "
                                   f"{origins.get(key, SOURCE_DEFAULT)})") from None
-    if version == DEV_VERSION:
+    if out["current_version"] == DEV_VERSION:
         log.info("current_version is %r: this build never updates", DEV_VERSION)
     return out
 
@@ -338,7 +225,7 @@ def merge(
 
     Returns ``(config, origins)``; not yet validated. Unknown keys raise ConfigError.
     """
-    config: Dict[str, Any] = {k: (list(v) if isinstance(v, list) else v) for k, v in DEFAULTS.items()}
+    config = defaults()
     origins: Dict[str, str] = {}
     if project_version is not None:
         config["current_version"] = project_version

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Optional
 
 from . import _lazy
+from ._files import PathLike as _PathLike, write_atomic
 from ._lazy import log
+from .settings import LIMITS
 
 if TYPE_CHECKING:
     import datetime as _dt
@@ -27,6 +29,7 @@ else:  # the usual launch only asks is_due(), answered without datetime
     _dt, random = _lazy.module("datetime"), _lazy.module("random")
 
 __all__ = [
+    "cktime_file",
     "cktime_path",
     "format_rfc3339",
     "parse_rfc3339",
@@ -37,11 +40,6 @@ __all__ = [
     "schedule_retry",
     "retry_delay_hours",
 ]
-
-_PathLike = Union[str, "os.PathLike[str]"]
-
-#: Longest wait after a failed check, in hours.
-RETRY_HOURS = 1.0
 
 
 def cktime_file(target: _PathLike, dir: str) -> str:
@@ -185,23 +183,13 @@ def write_next_check(path: _PathLike, when: _dt.datetime) -> bool:
 
     The schedule is advisory: failing to write it is logged, never raised.
     """
-    from pathlib import Path  # not on the usual launch: a check or a download ran
-
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
-            fh.write(format_rfc3339(when).encode("ascii"))
-        os.replace(tmp, path)
+        os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
+        write_atomic(path, format_rfc3339(when).encode("ascii"))
         return True
     except OSError as exc:
         log.warning("cannot write the update schedule %s (%s); the next launch checks again",
-                    path, exc)
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+                    os.fspath(path), exc)
         return False
 
 
@@ -218,7 +206,7 @@ def schedule_success(
 
 def retry_delay_hours(check_time: float) -> float:
     """Hours to wait after a failed check: ``min(1, check_time)``."""
-    return max(0.0, min(RETRY_HOURS, float(check_time)))
+    return max(0.0, min(LIMITS.retry_hours, float(check_time)))
 
 
 def schedule_retry(

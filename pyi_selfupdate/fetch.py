@@ -1,9 +1,15 @@
-"""Fetching: the :class:`Requester` protocol and the default :class:`RequestsRequester`.
+"""Transport: the :class:`Requester` protocol, the default :class:`RequestsRequester`, and the limits.
 
 A requester turns a URL into a readable binary stream, go-selfupdate's
 ``Requester.Fetch(url) (io.ReadCloser, error)``. Pass your own object with a
 ``fetch(url)`` method to :class:`pyi_selfupdate.Updater` to add authentication,
-a proxy, a mirror list or an offline source.
+a proxy, a mirror list or an offline source. Whatever the requester, the
+:class:`~pyi_selfupdate.Updater` reads through :func:`read_all` and
+:func:`reader`: byte caps and the overall deadline of one check
+(:class:`Budget`) apply to every requester alike. The plain-HTTP policy
+(:func:`check_transport`) and the redirect policy
+(:func:`refuse_cross_origin_redirect`, installed in the session of every
+:class:`RequestsRequester`) live here too.
 
 ``requests`` is imported only when a :class:`RequestsRequester` fetches for the
 first time: the runtime bootstrap imports this module at every launch of a
@@ -13,7 +19,8 @@ frozen app, and most launches make no request at all.
 from __future__ import annotations
 
 import io
-from typing import Any, BinaryIO, Optional
+import time
+from typing import Any, BinaryIO, Callable, Optional, Tuple
 
 try:  # Python >= 3.8
     from typing import Protocol
@@ -21,14 +28,20 @@ except ImportError:  # pragma: no cover
     Protocol = object  # type: ignore[assignment,misc]
 
 from . import _lazy
-from .errors import FetchError
+from .errors import ConfigError, FetchError, SelfUpdateError
+from .settings import LIMITS
 
-__all__ = ["Requester", "RequestsRequester", "USER_AGENT"]
+__all__ = [
+    "Requester", "RequestsRequester", "USER_AGENT", "Budget", "open_stream", "read_all", "reader",
+    "close_quietly", "is_loopback_host", "check_transport", "refuse_cross_origin_redirect",
+]
 
 log = _lazy.logger("pyi_selfupdate")  # attaches the package's NullHandler (see _lazy)
 
 #: The User-Agent the default requester sends.
 USER_AGENT = "pyi-selfupdate (go-selfupdate protocol)"
+
+_CHUNK = 1 << 16
 
 
 class Requester(Protocol):
@@ -56,16 +69,19 @@ class RequestsRequester:
     - ``session``: a ``requests.Session`` to use instead of a new one (for
       proxies, certificates, authentication).
 
-    Redirects are followed (at most the session's ``max_redirects``, 30 by
-    default); proxies from the environment apply as usual with ``requests``.
+    Redirects within the server are followed (at most the session's
+    ``max_redirects``, ``LIMITS.max_redirects`` for a new session); a redirect
+    to another scheme, host or port is refused
+    (:func:`refuse_cross_origin_redirect`, added to the session, yours too).
+    Proxies from the environment apply as usual with ``requests``.
     """
 
     def __init__(
         self,
         *,
-        connect_timeout: float = 10,
-        read_timeout: float = 30,
-        max_bytes: int = 1 << 30,
+        connect_timeout: float = LIMITS.connect_timeout,
+        read_timeout: float = LIMITS.read_timeout,
+        max_bytes: int = LIMITS.binary_bytes,
         session: Any = None,
     ) -> None:
         if connect_timeout <= 0 or read_timeout <= 0:
@@ -76,15 +92,20 @@ class RequestsRequester:
         self.read_timeout = float(read_timeout)
         self.max_bytes = int(max_bytes)
         self._session = session
+        if session is not None:
+            _add_redirect_policy(session)
 
     @property
     def session(self) -> Any:
-        """The ``requests.Session`` used (created on first use)."""
+        """The ``requests.Session`` used (created on first use, with the redirect policy)."""
         if self._session is None:
             import requests  # lazy: keeps ``import pyi_selfupdate`` cheap
 
-            self._session = requests.Session()
-            self._session.headers["User-Agent"] = USER_AGENT
+            session = requests.Session()
+            session.headers["User-Agent"] = USER_AGENT
+            session.max_redirects = LIMITS.max_redirects
+            _add_redirect_policy(session)
+            self._session = session
         return self._session
 
     def fetch(self, url: str) -> BinaryIO:
@@ -159,6 +180,83 @@ class _ResponseStream(io.RawIOBase):
                 super().close()
 
 
+def _add_redirect_policy(session: Any) -> None:
+    hooks = session.hooks.setdefault("response", [])
+    if refuse_cross_origin_redirect not in hooks:
+        hooks.append(refuse_cross_origin_redirect)
+
+
+# ------------------------------------------------------------------ reading
+
+
+class Budget:
+    """What one check-and-download may still take: bytes received so far, and the overall deadline."""
+
+    def __init__(self, seconds: Optional[float] = None) -> None:
+        #: bytes received so far
+        self.n = 0
+        #: ``time.monotonic()`` after which every read fails (None: no deadline)
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+        self.seconds = seconds
+
+
+def open_stream(requester: Any, url: str) -> BinaryIO:
+    """``requester.fetch(url)``, any failure of it a :class:`~pyi_selfupdate.errors.FetchError`."""
+    try:
+        return requester.fetch(url)
+    except SelfUpdateError:
+        raise
+    except Exception as exc:
+        raise FetchError(f"cannot fetch {url}: {exc}; check the network and the URL") from None
+
+
+def reader(stream: Any, url: str, budget: Budget,
+           cap: Optional[int] = None) -> Callable[[int], bytes]:
+    """``read(n)`` over a requester's stream: counts bytes in ``budget``, enforces its
+    deadline and the byte ``cap`` (on the budget's total); errors become FetchError."""
+
+    def read(n: int) -> bytes:
+        try:
+            block = stream.read(n)
+        except SelfUpdateError:
+            raise
+        except Exception as exc:
+            raise FetchError(f"download of {url} failed: {exc}; retry later") from None
+        if block is None:
+            block = b""
+        budget.n += len(block)
+        if block and budget.deadline is not None and time.monotonic() > budget.deadline:
+            raise FetchError(
+                f"download of {url} is still unfinished after the overall deadline of "
+                f"{budget.seconds:g} s (the server sends too slowly); giving up, retry later"
+            )
+        if cap is not None and budget.n > cap:
+            raise FetchError(f"{url} is larger than the limit of {cap} bytes; refusing it")
+        return bytes(block)
+
+    return read
+
+
+def read_all(requester: Any, url: str, cap: int, budget: Budget) -> bytes:
+    """The whole body at ``url``, at most ``cap`` bytes, within ``budget``."""
+    stream = open_stream(requester, url)
+    try:
+        chunks = []
+        size = 0
+        read = reader(stream, url, budget)
+        while True:
+            block = read(_CHUNK)
+            if not block:
+                break
+            size += len(block)
+            if size > cap:
+                raise FetchError(f"{url} is larger than the limit of {cap} bytes; refusing it")
+            chunks.append(block)
+        return b"".join(chunks)
+    finally:
+        close_quietly(stream)
+
+
 def close_quietly(stream: Optional[Any]) -> None:
     """Close a stream a requester returned, ignoring errors."""
     close = getattr(stream, "close", None)
@@ -167,3 +265,84 @@ def close_quietly(stream: Optional[Any]) -> None:
             close()
         except Exception:  # pragma: no cover - nothing useful to do
             log.debug("closing a download stream failed", exc_info=True)
+
+
+# ------------------------------------------------------------------ policy
+
+
+def is_loopback_host(host: Optional[str]) -> bool:
+    """True for ``localhost``, ``127.0.0.0/8`` and ``::1``: traffic that never leaves the machine."""
+    import ipaddress
+
+    if not host:
+        return False
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_transport(url: str, what: str, *, signed: bool, allow_http: Optional[bool]) -> None:
+    """Enforce the plain-HTTP policy on one configured base URL.
+
+    ``https://`` is always allowed, and so is ``http://`` to a loopback host.
+    Plain ``http://`` to any other host is allowed when ``allow_http`` is True,
+    refused when it is False, and by default (None) allowed only when
+    signatures are checked (``signed``): a signed manifest binds the hash and
+    size of what is installed, so the network can delay or withhold an update
+    but not change it. Without keys, plain HTTP lets anyone on the path install
+    anything, so it must be asked for explicitly. Other schemes are left to the
+    requester that handles them.
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "http" or is_loopback_host(parts.hostname):
+        return
+    if allow_http is True or (allow_http is None and signed):
+        return
+    if allow_http is False:
+        raise ConfigError(
+            f"{what} {url!r} uses plain HTTP, and allow_http is false; use an https:// URL"
+        )
+    raise ConfigError(
+        f"{what} {url!r} uses plain HTTP without signed updates: anyone on the network path "
+        "could make the app install anything. Use an https:// URL, or sign releases and set "
+        "public_keys, or (at your own risk) set allow_http = true"
+    )
+
+
+def _origin(url: str) -> Tuple[str, str, Optional[int]]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def refuse_cross_origin_redirect(response: Any, *args: Any, **kwargs: Any) -> Any:
+    """A ``requests`` response hook: refuse a redirect to another scheme, host or port.
+
+    Redirects within the same origin are followed. A redirect elsewhere is
+    refused (with :class:`~pyi_selfupdate.errors.FetchError`) because it would
+    let whoever controls the first server send the client to any host, over
+    any transport, outside the URLs the app was built with; publish the files
+    at the configured URLs (``bin_url`` and ``diff_url`` may name a CDN).
+    """
+    from urllib.parse import urljoin
+
+    if getattr(response, "is_redirect", False):
+        location = urljoin(response.url, response.headers.get("Location", ""))
+        if _origin(location) != _origin(response.url):
+            response.close()
+            log.error("refusing a redirect from %s to another host: %s", response.url, location)
+            raise FetchError(
+                f"{response.url} redirects to {location}, another host; redirects leaving the "
+                "configured server are refused: publish the release at the configured URLs "
+                "(set bin_url/diff_url to the CDN if the files live there)"
+            )
+    return response

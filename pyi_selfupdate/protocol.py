@@ -20,6 +20,7 @@ from typing import Any, Mapping, Optional
 from urllib.parse import quote_plus
 
 from .errors import ManifestError, InvalidNameError
+from .settings import DEV_VERSION
 
 __all__ = [
     "DEV_VERSION",
@@ -38,8 +39,6 @@ __all__ = [
     "validate_name",
 ]
 
-#: A build whose version is ``dev`` never updates (go-selfupdate's rule).
-DEV_VERSION = "dev"
 
 
 # --------------------------------------------------------------------------- names

@@ -49,8 +49,10 @@ from dataclasses import dataclass
 from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _lazy
+from ._files import write_atomic
 from .errors import ConfigError, SignatureError
 from .protocol import Manifest, validate_name
+from .settings import LIMITS
 
 __all__ = [
     "PUBLIC_KEY_PREFIX",
@@ -81,10 +83,6 @@ __all__ = [
     "read_serial_state",
     "write_serial_state",
     "check_public_keys",
-    "is_loopback_host",
-    "check_transport",
-    "refuse_cross_origin_redirect",
-    "install_redirect_policy",
     "signed_body_cap",
 ]
 
@@ -96,9 +94,6 @@ PUBLIC_KEY_PREFIX = "ed25519:"
 PRIVATE_KEY_PREFIX = "ed25519-private:"
 #: Domain separation: a signature over a manifest is valid for nothing else.
 DOMAIN = b"pyi-selfupdate-manifest-v1\n"
-
-#: More signature entries than this is not a rotation but an attempt to waste time.
-MAX_SIGNATURES = 16
 
 #: Every manifest key the signed format adds (none equals Version or Sha256 in any case).
 SIGNED_KEYS = ("CmdName", "Platform", "Size", "Serial", "Expires", "Signatures")
@@ -463,8 +458,8 @@ def verify_manifest(
             "must release with `pyi-selfupdate release --sign-key KEYFILE`"
         )
     try:
-        if not isinstance(sigs, list) or len(sigs) > MAX_SIGNATURES:
-            raise ValueError(f"Signatures must be a list of at most {MAX_SIGNATURES} entries")
+        if not isinstance(sigs, list) or len(sigs) > LIMITS.max_signatures:
+            raise ValueError(f"Signatures must be a list of at most {LIMITS.max_signatures} entries")
         m_cmd = extra.get("CmdName")
         m_plat = extra.get("Platform")
         if not isinstance(m_cmd, str) or not isinstance(m_plat, str):
@@ -595,23 +590,9 @@ def read_serial_state(path: Union[str, "os.PathLike[str]"]) -> Optional[SerialSt
 
 
 def write_serial_state(path: Union[str, "os.PathLike[str]"], state: SerialState) -> None:
-    """Atomically replace the state file with ``state`` (temp file, fsync, rename)."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp{os.getpid()}"
+    """Atomically replace the state file with ``state`` (fresh temporary name, fsync, rename)."""
     data = json.dumps({"Serial": state.serial, "Version": state.version}).encode("utf-8")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomic(path, data)
 
 
 # ------------------------------------------------------------- client policy
@@ -633,100 +614,6 @@ def check_public_keys(public_keys: Any) -> List[str]:
             raise ConfigError("a raw public key must be 32 bytes; use the ed25519:<base64> form")
         keys.append(format_public_key(raw))
     return keys
-
-
-def is_loopback_host(host: Optional[str]) -> bool:
-    """True for ``localhost``, ``127.0.0.0/8`` and ``::1``: traffic that never leaves the machine."""
-    import ipaddress
-
-    if not host:
-        return False
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_transport(url: str, what: str, *, signed: bool, allow_http: Optional[bool]) -> None:
-    """Enforce the plain-HTTP policy on one configured base URL.
-
-    ``https://`` is always allowed, and so is ``http://`` to a loopback host.
-    Plain ``http://`` to any other host is allowed when ``allow_http`` is True,
-    refused when it is False, and by default (None) allowed only when
-    signatures are checked (``signed``): a signed manifest binds the hash and
-    size of what is installed, so the network can delay or withhold an update
-    but not change it. Without keys, plain HTTP lets anyone on the path install
-    anything, so it must be asked for explicitly. Other schemes are left to the
-    requester that handles them.
-    """
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.scheme.lower() != "http" or is_loopback_host(parts.hostname):
-        return
-    if allow_http is True or (allow_http is None and signed):
-        return
-    if allow_http is False:
-        raise ConfigError(
-            f"{what} {url!r} uses plain HTTP, and allow_http is false; use an https:// URL"
-        )
-    raise ConfigError(
-        f"{what} {url!r} uses plain HTTP without signed updates: anyone on the network path "
-        "could make the app install anything. Use an https:// URL, or sign releases and set "
-        "public_keys, or (at your own risk) set allow_http = true"
-    )
-
-
-def _origin(url: str) -> Tuple[str, str, Optional[int]]:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    port = parts.port or {"http": 80, "https": 443}.get(scheme)
-    return scheme, (parts.hostname or "").lower(), port
-
-
-def refuse_cross_origin_redirect(response: Any, *args: Any, **kwargs: Any) -> Any:
-    """A ``requests`` response hook: refuse a redirect to another scheme, host or port.
-
-    Redirects within the same origin are followed. A redirect elsewhere is
-    refused (with :class:`~pyi_selfupdate.errors.FetchError`) because it would
-    let whoever controls the first server send the client to any host, over
-    any transport, outside the URLs the app was built with; publish the files
-    at the configured URLs (``bin_url`` and ``diff_url`` may name a CDN).
-    """
-    from urllib.parse import urljoin
-
-    from .errors import FetchError
-
-    if getattr(response, "is_redirect", False):
-        location = urljoin(response.url, response.headers.get("Location", ""))
-        if _origin(location) != _origin(response.url):
-            response.close()
-            log.error("refusing a redirect from %s to another host: %s", response.url, location)
-            raise FetchError(
-                f"{response.url} redirects to {location}, another host; redirects leaving the "
-                "configured server are refused: publish the release at the configured URLs "
-                "(set bin_url/diff_url to the CDN if the files live there)"
-            )
-    return response
-
-
-def install_redirect_policy(requester: Any) -> None:
-    """Add :func:`refuse_cross_origin_redirect` to a ``RequestsRequester``'s session, once.
-
-    Other requesters (anything with ``fetch(url)``) apply their own redirect policy.
-    """
-    from .fetch import RequestsRequester
-
-    if not isinstance(requester, RequestsRequester):
-        return
-    hooks = requester.session.hooks.setdefault("response", [])
-    if refuse_cross_origin_redirect not in hooks:
-        hooks.append(refuse_cross_origin_redirect)
 
 
 def signed_body_cap(size: int) -> int:

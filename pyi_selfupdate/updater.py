@@ -17,7 +17,7 @@ manifest gives; on any failure of the patch path (HTTP error, network, corrupt
 patch, hash mismatch; the reason is logged at WARNING) GET the full ``.gz``,
 gunzip it as it streams into a temporary file beside the target, and check its
 SHA-256. Only a verified file is ever installed, by an atomic rename
-(:mod:`pyi_selfupdate._install`); a failure leaves the target untouched and
+(:mod:`pyi_selfupdate._files`); a failure leaves the target untouched and
 raises a :class:`~pyi_selfupdate.errors.SelfUpdateError`.
 
 Versions are opaque strings: any version different from the current one is
@@ -33,15 +33,23 @@ import hashlib
 import logging
 import os
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
-from . import _install, _schedule, signing as _signing
+from . import _files, _instances, _schedule, _staging, signing as _signing
 from ._patch import apply_patch, check_sha256, gunzip_to
-from .errors import ConfigError, FetchError, SelfUpdateError, SignatureError
-from .fetch import Requester, RequestsRequester, close_quietly
+from .errors import ConfigError, SelfUpdateError, SignatureError
+from .fetch import (
+    Budget,
+    Requester,
+    RequestsRequester,
+    check_transport,
+    close_quietly,
+    open_stream,
+    read_all,
+    reader,
+)
 from .protocol import (
     DEV_VERSION,
     Manifest,
@@ -52,23 +60,16 @@ from .protocol import (
     patch_url,
     validate_name,
 )
+from .settings import DEFAULTS, LIMITS, SettingError, check
 
-# _install and _schedule import these on first use (the usual launch of a frozen app
+# _files, _staging and _schedule import these on first use (the usual launch of a frozen app
 # needs none of them). Every install goes through this module and nothing may be
 # imported once an install replaced the executable: import them now.
 import base64, datetime, json, random, secrets  # noqa: E401,E402,F401,I001
 
-__all__ = ["Updater", "UpdateResult", "MAX_MANIFEST_BYTES", "MAX_BINARY_BYTES"]
+__all__ = ["Updater", "UpdateResult"]
 
 log = logging.getLogger("pyi_selfupdate")
-
-#: The most bytes read from a manifest.
-MAX_MANIFEST_BYTES = 64 * 1024
-#: The largest executable accepted (decompressed size of a ``.gz``, result of a patch).
-MAX_BINARY_BYTES = 1 << 30
-#: Slack over the current file's size for the patch download and the patched result.
-_PATCH_SLACK = 64 << 20
-_CHUNK = 1 << 16
 
 _PathLike = Union[str, "os.PathLike[str]"]
 
@@ -94,18 +95,12 @@ class UpdateResult:
     installed: bool
 
 
-class _Counter:
-    def __init__(self, seconds: Optional[float] = None) -> None:
-        self.n = 0
-        #: time.monotonic() after which every read fails (the overall deadline)
-        self.deadline = None if seconds is None else time.monotonic() + seconds
-        self.seconds = seconds
-
-
 class Updater:
     """Checks for, downloads, verifies and installs updates of one executable.
 
-    Keyword arguments mirror go-selfupdate's ``Updater`` fields:
+    Keyword arguments mirror go-selfupdate's ``Updater`` fields; the settings a
+    frozen app is built with have the same names and defaults
+    (:data:`pyi_selfupdate.settings.SETTINGS`, the README's table):
 
     - ``current_version``: the version running now (``"dev"`` never updates);
     - ``api_url``: base URL of the manifests, ending in ``/``;
@@ -137,7 +132,11 @@ class Updater:
       allowed by default only with ``public_keys``; True allows them anyway,
       False never;
     - ``deadline``: seconds one check-and-download may take in all (manifest,
-      patch and full binary), however slowly the server sends; None: no limit.
+      patch and full binary), however slowly the server sends; None: no limit;
+    - ``swap_guard``: called right before every swap (under the exclusive
+      instance lock); a non-empty string it returns is a reason not to replace
+      the target now (the frozen-app bootstrap: other processes still run the
+      file), and the verified update is staged instead, for a later launch.
 
     Invalid settings raise :class:`~pyi_selfupdate.errors.ConfigError` (or
     :class:`~pyi_selfupdate.errors.InvalidNameError` for a name that could
@@ -151,23 +150,24 @@ class Updater:
         api_url: str,
         bin_url: Optional[str] = None,
         diff_url: Optional[str] = None,
-        dir: str = "update/",
+        dir: str = DEFAULTS["dir"],
         cmd_name: str,
-        force_check: bool = False,
-        check_time: float = 0,
-        randomize_time: float = 0,
+        force_check: bool = DEFAULTS["force_check"],
+        check_time: float = DEFAULTS["check_time"],
+        randomize_time: float = DEFAULTS["randomize_time"],
         requester: Optional[Requester] = None,
         on_successful_update: Optional[Callable[[UpdateResult], None]] = None,
         target: Optional[_PathLike] = None,
         platform: Optional[str] = None,
         public_keys: Optional[Sequence[str]] = None,
-        allow_http: Optional[bool] = None,
-        deadline: Optional[float] = 900,
+        allow_http: Optional[bool] = DEFAULTS["allow_http"],
+        deadline: Optional[float] = LIMITS.deadline,
+        swap_guard: Optional[Callable[[], Optional[str]]] = None,
     ) -> None:
         self.current_version = validate_name(current_version, "current version")
-        self.api_url = _base_url(api_url, "api_url")
-        self.bin_url = _base_url(bin_url if bin_url is not None else api_url, "bin_url")
-        self.diff_url = _base_url(diff_url if diff_url is not None else api_url, "diff_url")
+        self.api_url = _setting("api_url", api_url)
+        self.bin_url = _setting("bin_url", bin_url if bin_url is not None else api_url)
+        self.diff_url = _setting("diff_url", diff_url if diff_url is not None else api_url)
         if not isinstance(dir, str):
             raise ConfigError(f"dir must be a string such as 'update/', not {dir!r}")
         self.dir = dir
@@ -176,8 +176,8 @@ class Updater:
             platform if platform is not None else current_platform(), "platform"
         )
         self.force_check = bool(force_check)
-        self.check_time = _hours(check_time, "check_time")
-        self.randomize_time = _hours(randomize_time, "randomize_time")
+        self.check_time = float(_setting("check_time", check_time))
+        self.randomize_time = float(_setting("randomize_time", randomize_time))
         if requester is not None and not callable(getattr(requester, "fetch", None)):
             raise ConfigError("requester must have a fetch(url) method returning a binary stream")
         self.requester: Requester = requester if requester is not None else RequestsRequester()
@@ -191,21 +191,18 @@ class Updater:
             target = sys.executable
         self.target = Path(os.path.realpath(os.fspath(target)))
         self.public_keys = _signing.check_public_keys(public_keys)
-        if allow_http not in (None, True, False):
-            raise ConfigError(f"allow_http must be true, false or unset, not {allow_http!r}")
-        self.allow_http = allow_http
+        self.allow_http = _setting("allow_http", allow_http)
         for what, url in (("api_url", self.api_url), ("bin_url", self.bin_url),
                           ("diff_url", self.diff_url)):
-            _signing.check_transport(url, what, signed=bool(self.public_keys), allow_http=allow_http)
+            check_transport(url, what, signed=bool(self.public_keys), allow_http=allow_http)
         if deadline is not None and not (isinstance(deadline, (int, float)) and deadline > 0):
             raise ConfigError(f"deadline must be a positive number of seconds or None, not {deadline!r}")
         self.deadline = None if deadline is None else float(deadline)
+        if swap_guard is not None and not callable(swap_guard):
+            raise ConfigError("swap_guard must be a function returning a reason not to swap, or None")
+        self.swap_guard = swap_guard
         #: what the last verified signed manifest promised (size, serial, expiry)
         self._signed: Optional[_signing.SignedInfo] = None
-        #: asked under the exclusive lock right before :meth:`install_staged` swaps:
-        #: a reason not to swap now (the frozen-app bootstrap: other processes
-        #: still run the file), or None. The update then stays staged.
-        self._swap_guard: Optional[Callable[[], Optional[str]]] = None
 
     # ----------------------------------------------------------- public API
 
@@ -235,7 +232,7 @@ class Updater:
         """
         if self.current_version == DEV_VERSION:
             return None
-        manifest = self._fetch_manifest(_Counter(self.deadline))
+        manifest = self._fetch_manifest(Budget(self.deadline))
         return None if manifest.version == self.current_version else manifest.version
 
     def update(self) -> Optional[UpdateResult]:
@@ -282,11 +279,11 @@ class Updater:
         """
         if self.current_version == DEV_VERSION:
             return None
-        info = _install.read_staged(self.target)
+        info = _staging.read_staged(self.target)
         if info is None:
             return None
         if info.from_version != self.current_version or info.to_version == self.current_version:
-            _install.discard_staged(
+            _staging.discard_staged(
                 self.target,
                 f"it updates {info.from_version} to {info.to_version}, but this is "
                 f"{self.current_version}",
@@ -296,35 +293,15 @@ class Updater:
         try:
             validate_name(info.to_version, "staged version")
         except SelfUpdateError as exc:
-            _install.discard_staged(self.target, str(exc))
+            _staging.discard_staged(self.target, str(exc))
             return None
-        lock = _install.instance_lock(self.target)
-        with lock.exclusive() as alone:
+        with _instances.instance_lock(self.target).exclusive() as alone:
             if not alone:
                 log.info("another instance of %s is running; the staged update %s is "
                          "installed at a later launch", self.target, info.to_version)
                 return None
-            private = _install.claim_staged(self.target)
-            if private is None:
+            if not _staging.install_claimed(self.target, info, self.swap_guard):
                 return None
-            try:
-                digest = _install.file_sha256(private)
-            except OSError as exc:
-                _install._remove_quietly(private)
-                _install.discard_staged(self.target, f"it cannot be read ({exc})")
-                return None
-            if digest != info.sha256:
-                _install._remove_quietly(private)
-                _install.discard_staged(self.target, "its SHA-256 does not match its sidecar")
-                return None
-            reason = self._swap_guard() if self._swap_guard is not None else None
-            if reason:
-                log.info("the staged update %s of %s stays staged: %s", info.to_version,
-                         self.target, reason)
-                _install.promote_to_staged(private, self.target, info)
-                return None
-            _install.swap(private, self.target)
-            self._remove_sidecar_of(info)
         log.info("installed the staged update of %s: %s -> %s",
                  self.target, info.from_version, info.to_version)
         result = UpdateResult(info.from_version, info.to_version, info.method,
@@ -350,7 +327,7 @@ class Updater:
         return result
 
     def _run(self, *, install: bool) -> Optional[UpdateResult]:
-        counter = _Counter(self.deadline)
+        counter = Budget(self.deadline)
         manifest = self._fetch_manifest(counter)
         if manifest.version == self.current_version:
             log.info("%s %s is up to date", self.cmd_name, self.current_version)
@@ -365,23 +342,26 @@ class Updater:
         new_path: Optional[Path] = None
         method = "full"
         if staged is not None:
-            new_path = self._claim_verified(manifest)
+            new_path = _staging.claim_verified(self.target, manifest.sha256)
             method = staged.method
         if new_path is None:
             new_path, method = self._download(manifest, counter)
         try:
             installed = False
             if install:
-                lock = _install.instance_lock(self.target)
-                with lock.exclusive() as alone:
-                    if alone:
-                        _install.swap(new_path, self.target)
+                with _instances.instance_lock(self.target).exclusive() as alone:
+                    reason = self.swap_guard() if alone and self.swap_guard is not None else None
+                    if reason:
+                        log.info("update %s of %s is staged, not installed: %s",
+                                 manifest.version, self.target, reason)
+                    elif alone:
+                        _files.swap(new_path, self.target)
                         installed = True
             if not installed:
-                _install.promote_to_staged(new_path, self.target, _install.StagedInfo(
+                _staging.promote_to_staged(new_path, self.target, _staging.StagedInfo(
                     self.current_version, manifest.version, manifest.sha256, method, counter.n))
         except BaseException:
-            _install._remove_quietly(new_path)
+            _files.remove_quietly(new_path)
             raise
         result = UpdateResult(self.current_version, manifest.version, method, counter.n,
                               self.target, installed)
@@ -397,35 +377,12 @@ class Updater:
                      manifest.version, self.target, method, counter.n)
         return result
 
-    def _matching_staged(self, manifest: Manifest) -> Optional[_install.StagedInfo]:
-        info = _install.read_staged(self.target)
+    def _matching_staged(self, manifest: Manifest) -> Optional[_staging.StagedInfo]:
+        info = _staging.read_staged(self.target)
         if (info is not None and info.from_version == self.current_version
                 and info.to_version == manifest.version and info.sha256 == manifest.sha256):
             return info
         return None
-
-    def _claim_verified(self, manifest: Manifest) -> Optional[Path]:
-        private = _install.claim_staged(self.target)
-        if private is None:
-            return None
-        try:
-            ok = _install.file_sha256(private) == manifest.sha256
-        except OSError:
-            ok = False
-        if not ok:
-            _install._remove_quietly(private)
-            _install.discard_staged(self.target, "its SHA-256 does not match the manifest")
-            return None
-        _install._remove_quietly(_install.sidecar_path(self.target))
-        return private
-
-    def _remove_sidecar_of(self, info: _install.StagedInfo) -> None:
-        sidecar = _install.sidecar_path(self.target)
-        try:
-            if sidecar.read_bytes() == info.to_json():
-                sidecar.unlink()
-        except OSError:
-            pass
 
     def _notify(self, result: UpdateResult) -> None:
         if self.on_successful_update is None:
@@ -437,37 +394,10 @@ class Updater:
 
     # ---------------------------------------------------------------- fetch
 
-    def _open(self, url: str) -> BinaryIO:
-        _signing.install_redirect_policy(self.requester)
-        try:
-            return self.requester.fetch(url)
-        except SelfUpdateError:
-            raise
-        except Exception as exc:
-            raise FetchError(f"cannot fetch {url}: {exc}; check the network and the URL") from None
-
-    def _read_all(self, url: str, cap: int, counter: _Counter) -> bytes:
-        stream = self._open(url)
-        try:
-            chunks = []
-            size = 0
-            read = _reader(stream, url, counter)
-            while True:
-                block = read(_CHUNK)
-                if not block:
-                    break
-                size += len(block)
-                if size > cap:
-                    raise FetchError(f"{url} is larger than the limit of {cap} bytes; refusing it")
-                chunks.append(block)
-            return b"".join(chunks)
-        finally:
-            close_quietly(stream)
-
-    def _fetch_manifest(self, counter: _Counter) -> Manifest:
+    def _fetch_manifest(self, counter: Budget) -> Manifest:
         url = manifest_url(self.api_url, self.cmd_name, self.platform)
         log.info("checking for updates of %s %s at %s", self.cmd_name, self.current_version, url)
-        data = self._read_all(url, MAX_MANIFEST_BYTES, counter)
+        data = read_all(self.requester, url, LIMITS.manifest_bytes, counter)
         manifest = decode_manifest(data, source=url)
         validate_name(manifest.version, f"version in {url}")
         self._signed = None
@@ -508,7 +438,7 @@ class Updater:
             return unsigned_cap
         return min(unsigned_cap, self._signed.size)
 
-    def _download(self, manifest: Manifest, counter: _Counter) -> Tuple[Path, str]:
+    def _download(self, manifest: Manifest, counter: Budget) -> Tuple[Path, str]:
         """Patch path, else full path; returns a finished, verified temporary file."""
         url = patch_url(self.diff_url, self.cmd_name, self.current_version,
                         manifest.version, self.platform)
@@ -518,29 +448,29 @@ class Updater:
             log.warning("patch %s failed (%s); falling back to the full binary", url, exc)
         return self._via_full(manifest, counter), "full"
 
-    def _via_patch(self, url: str, manifest: Manifest, counter: _Counter) -> Path:
+    def _via_patch(self, url: str, manifest: Manifest, counter: Budget) -> Path:
         size = os.path.getsize(self.target)
-        patch = self._read_all(url, self._body_cap(min(MAX_BINARY_BYTES, size + _PATCH_SLACK)),
-                               counter)
+        patch = read_all(self.requester, url, self._body_cap(
+            min(LIMITS.binary_bytes, size + LIMITS.patch_slack)), counter)
         with open(self.target, "rb") as fh:  # read only once a patch is there
             current = fh.read()
         new = apply_patch(current, patch, max_new_size=self._binary_cap(
-            min(MAX_BINARY_BYTES, 4 * len(current) + _PATCH_SLACK)))
+            min(LIMITS.binary_bytes, 4 * len(current) + LIMITS.patch_slack)))
         del patch, current
         check_sha256(hashlib.sha256(new).digest(), manifest.sha256, f"the result of patch {url}")
-        with _install.NewFile(self.target) as out:
+        with _files.NewFile(self.target) as out:
             out.write(new)
             return out.finish()
 
-    def _via_full(self, manifest: Manifest, counter: _Counter) -> Path:
+    def _via_full(self, manifest: Manifest, counter: Budget) -> Path:
         url = full_url(self.bin_url, self.cmd_name, manifest.version, self.platform)
         log.info("downloading %s", url)
-        stream = self._open(url)
+        stream = open_stream(self.requester, url)
         try:
-            with _install.NewFile(self.target) as out:
-                body_cap = counter.n + self._body_cap(MAX_BINARY_BYTES)
-                _size, digest = gunzip_to(_reader(stream, url, counter, cap=body_cap),
-                                          out.write, max_size=self._binary_cap(MAX_BINARY_BYTES),
+            with _files.NewFile(self.target) as out:
+                body_cap = counter.n + self._body_cap(LIMITS.binary_bytes)
+                _size, digest = gunzip_to(reader(stream, url, counter, cap=body_cap),
+                                          out.write, max_size=self._binary_cap(LIMITS.binary_bytes),
                                           source=url)
                 check_sha256(digest, manifest.sha256, url)
                 return out.finish()
@@ -548,48 +478,9 @@ class Updater:
             close_quietly(stream)
 
 
-def _reader(stream: Any, url: str, counter: _Counter,
-            cap: Optional[int] = None) -> Callable[[int], bytes]:
-    """``read(n)`` over a requester's stream: counts bytes, errors become FetchError."""
-
-    def read(n: int) -> bytes:
-        try:
-            block = stream.read(n)
-        except SelfUpdateError:
-            raise
-        except Exception as exc:
-            raise FetchError(f"download of {url} failed: {exc}; retry later") from None
-        if block is None:
-            block = b""
-        counter.n += len(block)
-        if block and counter.deadline is not None and time.monotonic() > counter.deadline:
-            raise FetchError(
-                f"download of {url} is still unfinished after the overall deadline of "
-                f"{counter.seconds:g} s (the server sends too slowly); giving up, retry later"
-            )
-        if cap is not None and counter.n > cap:
-            raise FetchError(f"{url} is larger than the limit of {cap} bytes; refusing it")
-        return bytes(block)
-
-    return read
-
-
-def _base_url(url: Any, what: str) -> str:
-    if not isinstance(url, str) or not url:
-        raise ConfigError(f"{what} is missing: give the base URL of the release tree, ending in '/'")
-    if not url.endswith("/"):
-        raise ConfigError(
-            f"{what} {url!r} must end in '/' (URLs are concatenated as they are); "
-            f"use {url + '/'!r}"
-        )
-    return url
-
-
-def _hours(value: Any, what: str) -> float:
+def _setting(name: str, value: Any) -> Any:
+    """:func:`pyi_selfupdate.settings.check`, its refusal a :class:`ConfigError`."""
     try:
-        hours = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what} must be a number of hours, not {value!r}") from None
-    if hours < 0 or hours != hours:
-        raise ConfigError(f"{what} must be zero or more hours, not {value!r}")
-    return hours
+        return check(name, value)
+    except SettingError as exc:
+        raise ConfigError(str(exc)) from None

@@ -12,7 +12,7 @@ def test_pyi_selfupdate_embeds_config(pyi_builder, monkeypatch):
     pyi_builder.test_source(
         """
         import pyi_selfupdate
-        from pyi_selfupdate._config import load_embedded
+        from pyi_selfupdate.settings import load_embedded
 
         config = load_embedded()
         assert config is not None, "no embedded configuration"

@@ -32,7 +32,7 @@ import json
 import sys
 
 import pyi_selfupdate
-from pyi_selfupdate._config import load_embedded
+from pyi_selfupdate.settings import load_embedded
 
 config = load_embedded()
 if config and config["public_keys"]:  # a signed build must be able to verify (dynamic import: unseen)

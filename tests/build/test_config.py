@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pyi_selfupdate import _buildconfig as bc
-from pyi_selfupdate._config import DEFAULTS, load_embedded
+from pyi_selfupdate.settings import DEFAULTS, load_embedded
 from pyi_selfupdate.errors import ConfigError, InvalidNameError
 
 API = "https://updates.example.com/api/"
@@ -174,34 +174,6 @@ def test_public_keys_are_checked_at_build_time(tmp_path):
 
 def test_dev_version_is_allowed(tmp_path):
     assert bc.build_config({"api_url": API, "current_version": "dev"}, cwd=tmp_path, environ={})["current_version"] == "dev"
-
-
-def test_minimal_toml_reader_matches_tomllib(tmp_path):
-    path = write_pyproject(tmp_path, f"""
-# comment
-[project]
-name = "app"
-version = "1.4"  # trailing comment
-dependencies = ["a", "b"]
-
-[tool.other]
-api_url = "nope"
-
-[tool.pyi-selfupdate]
-api_url = "{API}"
-public_keys = ["k1", 'k2']
-force_check = true
-check_time = 1.5
-cmd_name = 'tool'
-
-[[tool.array]]
-x = 1
-""") / "pyproject.toml"
-    minimal = bc._minimal_toml(path)
-    assert minimal["tool"]["pyi-selfupdate"] == {
-        "api_url": API, "public_keys": ["k1", "k2"], "force_check": True, "check_time": 1.5, "cmd_name": "tool",
-    }
-    assert minimal["project"]["version"] == "1.4"
 
 
 def test_embedded_bytes_are_deterministic_and_read_back(tmp_path):

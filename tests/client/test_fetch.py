@@ -163,7 +163,7 @@ def test_importing_the_client_does_not_import_requests():
     import subprocess
     import sys
 
-    code = ("import sys, pyi_selfupdate; from pyi_selfupdate import _install, _schedule, fetch;"
+    code = ("import sys, pyi_selfupdate; from pyi_selfupdate import _files, _staging, _instances, _schedule, fetch;"
             "print('requests' in sys.modules, 'bsdiff4' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={"PYTHONPATH": str(Path(__file__).resolve().parents[2])}, check=True)

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from pyi_selfupdate import _install
+from pyi_selfupdate import _files, _instances, _staging
 
 REPO = Path(__file__).resolve().parents[2]
 NEWEST = "1.4+meta"
 
 HOLDER = r"""
 import sys
-from pyi_selfupdate import _install
-lock = _install.instance_lock(sys.argv[1])
+from pyi_selfupdate import _instances
+lock = _instances.instance_lock(sys.argv[1])
 if sys.argv[2] == "shared":
     print(lock.hold_shared(), flush=True)
     sys.stdin.read()          # hold until the test closes stdin
@@ -74,10 +74,10 @@ def test_stage_then_install_staged(make_app, updater_for, server, payload_of, le
     result = updater_for(target, "1.1").stage()
     assert result is not None and not result.installed and result.method == "patch"
     assert target.read_bytes() == payload_of("1.1")
-    staged = _install.staged_path(target)
+    staged = _staging.staged_path(target)
     assert staged.read_bytes() == payload_of(NEWEST)
     assert stat.S_IMODE(staged.stat().st_mode) == 0o750
-    sidecar = json.loads(_install.sidecar_path(target).read_text())
+    sidecar = json.loads(_staging.sidecar_path(target).read_text())
     assert sidecar["from"] == "1.1" and sidecar["to"] == NEWEST
     assert sidecar["method"] == "patch" and sidecar["bytes"] == result.bytes_fetched
     assert sidecar["sha256"] == "6+iSW0blkFkPEN49O9vXh/1xmLgqp+h93wbd5mkKpZ4="
@@ -125,7 +125,7 @@ def test_stale_staged_update_is_discarded(make_app, updater_for, payload_of, lef
 def test_corrupt_staged_binary_is_discarded(make_app, updater_for, payload_of, leftovers, caplog):
     target = make_app("1.0")
     updater_for(target, "1.0").stage()
-    staged = _install.staged_path(target)
+    staged = _staging.staged_path(target)
     data = bytearray(staged.read_bytes())
     data[1000] ^= 0xFF
     staged.write_bytes(bytes(data))
@@ -139,7 +139,7 @@ def test_corrupt_staged_binary_is_discarded(make_app, updater_for, payload_of, l
 def test_truncated_staged_binary_is_discarded(make_app, updater_for, payload_of, leftovers):
     target = make_app("1.0")
     updater_for(target, "1.0").stage()
-    staged = _install.staged_path(target)
+    staged = _staging.staged_path(target)
     staged.write_bytes(staged.read_bytes()[:5000])
     assert updater_for(target, "1.0").install_staged() is None
     assert target.read_bytes() == payload_of("1.0")
@@ -151,7 +151,7 @@ def test_truncated_staged_binary_is_discarded(make_app, updater_for, payload_of,
 def test_corrupt_sidecar_is_discarded(content, make_app, updater_for, payload_of, leftovers):
     target = make_app("1.0")
     updater_for(target, "1.0").stage()
-    _install.sidecar_path(target).write_bytes(content)
+    _staging.sidecar_path(target).write_bytes(content)
     assert updater_for(target, "1.0").install_staged() is None
     assert target.read_bytes() == payload_of("1.0")
     assert leftovers(target.parent) == set()
@@ -159,7 +159,7 @@ def test_corrupt_sidecar_is_discarded(content, make_app, updater_for, payload_of
 
 def test_staged_binary_without_sidecar_is_never_installed(make_app, updater_for, payload_of):
     target = make_app("1.0")
-    _install.staged_path(target).write_bytes(payload_of(NEWEST))
+    _staging.staged_path(target).write_bytes(payload_of(NEWEST))
     assert updater_for(target, "1.0").install_staged() is None
     assert target.read_bytes() == payload_of("1.0")
 
@@ -177,7 +177,7 @@ def test_other_instance_running_means_stage_then_install_when_alone(
     assert target.read_bytes() == payload_of("1.0")  # the running instance is not disturbed
     assert any("will install at next launch" in r.getMessage() for r in caplog.records)
     assert updater_for(target, "1.0").install_staged() is None  # still not alone
-    assert _install.staged_path(target).read_bytes() == payload_of(NEWEST)
+    assert _staging.staged_path(target).read_bytes() == payload_of(NEWEST)
 
     _stop(other)
     installed = updater_for(target, "1.0").install_staged()
@@ -189,8 +189,8 @@ def test_other_instance_running_means_stage_then_install_when_alone(
 def test_own_shared_lock_upgrades_and_returns_to_shared(make_app, updater_for, payload_of):
     """The bootstrap holds the shared lock itself: it still installs when alone."""
     target = make_app("1.0")
-    lock = _install.instance_lock(target)
-    assert lock is _install.instance_lock(str(target))  # one object per lock file
+    lock = _instances.instance_lock(target)
+    assert lock is _instances.instance_lock(str(target))  # one object per lock file
     try:
         assert lock.hold_shared() and lock.hold_shared()  # idempotent
         assert updater_for(target, "1.0").update().installed
@@ -205,7 +205,7 @@ def test_own_shared_lock_upgrades_and_returns_to_shared(make_app, updater_for, p
 def test_two_shared_holders_block_each_other_from_exclusive(make_app, holder):
     target = make_app("1.0")
     other = holder(target)
-    lock = _install.instance_lock(target)
+    lock = _instances.instance_lock(target)
     try:
         assert lock.hold_shared()
         with lock.exclusive() as got:
@@ -235,10 +235,10 @@ def test_cleanup_leftovers_removes_only_abandoned_files(make_app, payload_of, le
     for name in (".myapp.new", ".myapp.new.0123456789ab", ".myapp.old"):
         (folder / name).write_bytes(b"partial")
     (folder / ".other.new.0123").write_bytes(b"someone else's")
-    live = _install.NewFile(target)
+    live = _files.NewFile(target)
     live.write(b"being written right now")
     try:
-        removed = _install.cleanup_leftovers(target)
+        removed = _staging.cleanup_leftovers(target)
         assert {p.name for p in removed} == {".myapp.new", ".myapp.new.0123456789ab",
                                             ".myapp.old"}
         assert live.path.exists()
@@ -250,32 +250,32 @@ def test_cleanup_leftovers_removes_only_abandoned_files(make_app, payload_of, le
 
 def test_cleanup_leftovers_old_orphan_staged_and_lone_sidecar(make_app, leftovers):
     target = make_app("1.0")
-    staged = _install.staged_path(target)
+    staged = _staging.staged_path(target)
     staged.write_bytes(b"half")
-    assert _install.cleanup_leftovers(target) == []  # young: maybe a staging in progress
+    assert _staging.cleanup_leftovers(target) == []  # young: maybe a staging in progress
     old = time.time() - 3600
     os.utime(staged, (old, old))
-    assert _install.cleanup_leftovers(target) == [staged]
-    sidecar = _install.sidecar_path(target)
+    assert _staging.cleanup_leftovers(target) == [staged]
+    sidecar = _staging.sidecar_path(target)
     sidecar.write_text("{}")
-    assert _install.cleanup_leftovers(target) == [sidecar]
+    assert _staging.cleanup_leftovers(target) == [sidecar]
     assert leftovers(target.parent) == set()
 
 
 def test_killed_update_leftover_is_cleaned(make_app, payload_of, leftovers):
     """A process killed while writing its new file leaves it; the next launch removes it."""
     target = make_app("1.0")
-    code = ("import sys, os\nfrom pyi_selfupdate import _install\n"
-            "f = _install.NewFile(sys.argv[1]); f.write(b'x' * 1000)\n"
+    code = ("import sys, os\nfrom pyi_selfupdate import _files, _staging\n"
+            "f = _files.NewFile(sys.argv[1]); f.write(b'x' * 1000)\n"
             "print(f.path, flush=True)\nsys.stdin.read()\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(target)],
                             env=dict(os.environ, PYTHONPATH=str(REPO)),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     path = Path(proc.stdout.readline().strip())
-    assert _install.cleanup_leftovers(target) == []  # its writer is alive
+    assert _staging.cleanup_leftovers(target) == []  # its writer is alive
     proc.kill()
     proc.wait(timeout=30)
-    assert _install.cleanup_leftovers(target) == [path]
+    assert _staging.cleanup_leftovers(target) == [path]
     assert leftovers(target.parent) == set()
     assert target.read_bytes() == payload_of("1.0")
 
@@ -287,14 +287,14 @@ def test_hold_shared_waits_for_an_install_to_finish(make_app, caplog):
     runs out warns that the process runs without the lock.
     """
     target = make_app("1.0")
-    code = ("import sys, time\nfrom pyi_selfupdate import _install\n"
-            "lock = _install.instance_lock(sys.argv[1])\n"
+    code = ("import sys, time\nfrom pyi_selfupdate import _instances\n"
+            "lock = _instances.instance_lock(sys.argv[1])\n"
             "with lock.exclusive() as got:\n    print(got, flush=True)\n    sys.stdin.readline()\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(target)],
                             env=dict(os.environ, PYTHONPATH=str(REPO)),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "True"
-    lock = _install.instance_lock(target)
+    lock = _instances.instance_lock(target)
     try:
         with caplog.at_level(logging.DEBUG, logger="pyi_selfupdate"):
             assert lock.hold_shared(timeout=0) is False  # no wait: not while it installs
@@ -315,11 +315,11 @@ def test_hold_shared_waits_for_an_install_to_finish(make_app, caplog):
 
 CLAIMER = r"""
 import sys
-from pyi_selfupdate import _install
-private = _install.claim_staged(sys.argv[1])
+from pyi_selfupdate import _files, _staging
+private = _staging.claim_staged(sys.argv[1])
 print(private, flush=True)
 sys.stdin.readline()          # a stalled install: holds the claim until told
-_install.swap(private, sys.argv[1])
+_files.swap(private, sys.argv[1])
 print("swapped", flush=True)
 """
 
@@ -335,7 +335,7 @@ def test_claimed_staged_file_survives_cleanup_while_its_installer_lives(
     try:
         private = Path(proc.stdout.readline().strip())
         assert private.name.startswith(".myapp.new.") and private.exists()
-        removed = _install.cleanup_leftovers(target)  # may drop the sidecar, never the claim
+        removed = _staging.cleanup_leftovers(target)  # may drop the sidecar, never the claim
         assert private not in removed and private.exists(), removed
         proc.stdin.write("go\n")
         proc.stdin.flush()
@@ -358,15 +358,15 @@ def test_claimed_file_of_a_killed_installer_is_cleaned(make_app, updater_for, se
     private = Path(proc.stdout.readline().strip())
     proc.kill()
     proc.wait(timeout=30)
-    assert private in _install.cleanup_leftovers(target)  # with the sidecar it leaves alone
+    assert private in _staging.cleanup_leftovers(target)  # with the sidecar it leaves alone
     assert leftovers(target.parent) == set()
     assert target.read_bytes() == payload_of("1.0")
 
 
 def test_swap_of_a_vanished_file_says_so(make_app, payload_of, tmp_path):
     target = make_app("1.0")
-    with pytest.raises(_install.InstallError, match="vanished before it could replace"):
-        _install.swap(target.parent / ".myapp.new.gone", target)
+    with pytest.raises(_files.InstallError, match="vanished before it could replace"):
+        _files.swap(target.parent / ".myapp.new.gone", target)
     assert target.read_bytes() == payload_of("1.0")
 
 
@@ -382,9 +382,9 @@ def test_write_failure_advice_names_the_cause(err, advice, make_app, monkeypatch
     def failing_write(fd, data):
         raise OSError(err, os.strerror(err))
 
-    with _install.NewFile(target) as new:
-        monkeypatch.setattr(_install.os, "write", failing_write)
-        with pytest.raises(_install.InstallError) as info:
+    with _files.NewFile(target) as new:
+        monkeypatch.setattr(_files.os, "write", failing_write)
+        with pytest.raises(_files.InstallError) as info:
             new.write(b"x")
         monkeypatch.undo()
         new.discard()
@@ -397,14 +397,14 @@ def test_swap_guard_keeps_the_update_staged(make_app, updater_for, server, paylo
     target = make_app("1.0")
     updater_for(target, "1.0").stage()
     refusing = updater_for(target, "1.0")
-    refusing._swap_guard = lambda: "other processes run it (pids 4242)"
+    refusing.swap_guard = lambda: "other processes run it (pids 4242)"
     assert refusing.install_staged() is None
     assert target.read_bytes() == payload_of("1.0")
     assert leftovers(target.parent) == {".myapp.staged", ".myapp.staged.json"}
-    assert _install.read_staged(target).to_version == NEWEST
-    assert _install.cleanup_leftovers(target) == []
+    assert _staging.read_staged(target).to_version == NEWEST
+    assert _staging.cleanup_leftovers(target) == []
     willing = updater_for(target, "1.0")
-    willing._swap_guard = lambda: None
+    willing.swap_guard = lambda: None
     result = willing.install_staged()
     assert result is not None and result.installed
     assert target.read_bytes() == payload_of(NEWEST)

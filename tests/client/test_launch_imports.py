@@ -38,7 +38,7 @@ def _frozen_app(tmp_path: Path, config: dict) -> Path:
     import marshal
 
     from pyi_selfupdate._buildconfig import dumps
-    from pyi_selfupdate._config import DEFAULTS, EMBEDDED_MARSHAL_NAME, EMBEDDED_NAME, MARSHAL_VERSION
+    from pyi_selfupdate.settings import DEFAULTS, EMBEDDED_MARSHAL_NAME, EMBEDDED_NAME, MARSHAL_VERSION
 
     full = dict(DEFAULTS, **config)
     bundle = tmp_path / "_MEI"
@@ -65,7 +65,8 @@ sys._MEIPASS = {str(bundle)!r}
 sys.executable = {str(exe)!r}
 before = set(sys.modules)
 from pyi_selfupdate import _bootstrap
-_bootstrap._replaced_since_start = lambda target: False  # the fake executable is not this interpreter
+from pyi_selfupdate import _instances
+_instances.replaced_since_start = lambda target: False  # the fake executable is not this interpreter
 _bootstrap.run()
 new = sorted(set(sys.modules) - before)
 print(json.dumps({{"new": new, "config": _bootstrap.embedded_config(),
@@ -76,13 +77,14 @@ print(json.dumps({{"new": new, "config": _bootstrap.embedded_config(),
     assert result["lock"] and not result["thread"]  # it ran: the instance lock is held, no check started
     assert [m for m in HEAVY if m in result["new"]] == []
     ours = {m for m in result["new"] if m.startswith("pyi_selfupdate")}
-    assert ours == {"pyi_selfupdate", "pyi_selfupdate._bootstrap", "pyi_selfupdate._config",
-                    "pyi_selfupdate._install", "pyi_selfupdate._lazy", "pyi_selfupdate._restart",
-                    "pyi_selfupdate._schedule", "pyi_selfupdate.errors"}
+    assert ours == {"pyi_selfupdate", "pyi_selfupdate._bootstrap", "pyi_selfupdate.settings",
+                    "pyi_selfupdate._files", "pyi_selfupdate._staging", "pyi_selfupdate._instances",
+                    "pyi_selfupdate._lazy", "pyi_selfupdate._restart", "pyi_selfupdate._schedule",
+                    "pyi_selfupdate.errors"}
 
 
 def test_marshal_copy_is_read_and_json_is_the_fallback(tmp_path):
-    from pyi_selfupdate._config import EMBEDDED_MARSHAL_NAME, load_embedded
+    from pyi_selfupdate.settings import EMBEDDED_MARSHAL_NAME, load_embedded
 
     bundle = _frozen_app(tmp_path, {"api_url": "http://127.0.0.1:9/", "current_version": "2.5"})
     assert load_embedded(str(bundle))["current_version"] == "2.5"

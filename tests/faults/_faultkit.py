@@ -139,7 +139,7 @@ UPDATER_CHILD = textwrap.dedent(
     logging.basicConfig(level=logging.DEBUG, handlers=[handler])
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     from pyi_selfupdate import Updater, SelfUpdateError
-    from pyi_selfupdate import _install
+    from pyi_selfupdate import _staging
     target = args["target"]
     out = subprocess.run([target], capture_output=True, text=True, check=True).stdout.split()
     current = out[-1]
@@ -152,7 +152,7 @@ UPDATER_CHILD = textwrap.dedent(
     result = {"current": current}
     try:
         if args.get("cleanup"):
-            _install.cleanup_leftovers(target)
+            _staging.cleanup_leftovers(target)
         res = getattr(Updater(**kwargs), args.get("call", "update"))()
         result["result"] = None if res is None else {
             "from": res.from_version, "to": res.to_version, "method": res.method,

@@ -271,7 +271,7 @@ def test_long_running_instance_defers_the_install_without_waiting(tmp_path, text
     log says why). Once the long-lived instance has ended, the next launch
     installs and runs the new version.
     """
-    from pyi_selfupdate._bootstrap import BURST
+    from pyi_selfupdate.settings import LIMITS
 
     app = textstat
     inst = tmp_path / "inst"
@@ -283,7 +283,7 @@ def test_long_running_instance_defers_the_install_without_waiting(tmp_path, text
                             stderr=subprocess.PIPE, text=True, env=kit.app_env(log="info"))
     try:
         assert kit.wait_until(sidecar.exists, 120, 0.05), "the long-lived instance staged nothing"
-        time.sleep(BURST + 1)  # it now runs since well before the next launch
+        time.sleep(LIMITS.burst + 1)  # it now runs since well before the next launch
         short = _run(exe, ["--version"], env=kit.app_env(log="info"))
         staged_after_short = sidecar.exists()
         state_after_short = kit.judge(exe, app.versions, execute=False).state
@@ -310,10 +310,10 @@ def test_long_running_instance_defers_the_install_without_waiting(tmp_path, text
 
 def _lock_wait() -> float:
     try:
-        from pyi_selfupdate._bootstrap import LOCK_WAIT
+        from pyi_selfupdate.settings import LIMITS
     except ImportError:  # pragma: no cover - older bootstraps waited 10 + 5 s
         return 15.0
-    return float(LOCK_WAIT)
+    return float(LIMITS.lock_wait)
 
 
 @pytest.mark.parametrize("hold", ["3s", "beyond-wait"], ids=["frozen-3s", "frozen-beyond-wait"])
@@ -323,7 +323,7 @@ def test_launch_while_an_install_is_frozen(hold, tmp_path, textstat):
     The installer is caught the moment it has claimed the staged file (its
     ``.<name>.new.*`` appears) and stopped for 3 s, or (long form only) 5 s
     longer than a launch waits for the instance lock (the bootstrap's
-    ``LOCK_WAIT``). The
+    ``LIMITS.lock_wait``). The
     other launch runs ``count`` on a pipe and imports its report module only
     after the installer went on: if the executable were replaced under it,
     that import would fail. Both must exit 0 with their normal output, the

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from pyi_selfupdate import signing
+from pyi_selfupdate.settings import LIMITS
 from pyi_selfupdate.errors import ConfigError, SignatureError, VerificationError
 from pyi_selfupdate.protocol import Manifest, decode_manifest, encode_manifest
 
@@ -267,7 +268,7 @@ def test_same_serial_other_version_is_mix_and_match(key):
 @pytest.mark.parametrize("changes", [
     {"Size": "12"}, {"Serial": -1}, {"Serial": True}, {"Expires": "tomorrow"},
     {"CmdName": None}, {"Signatures": "x"},
-    {"Signatures": [{"KeyId": "k", "Sig": "s"}] * (signing.MAX_SIGNATURES + 1)},
+    {"Signatures": [{"KeyId": "k", "Sig": "s"}] * (LIMITS.max_signatures + 1)},
 ])
 def test_malformed_signed_fields_are_refused(key, changes):
     with pytest.raises(signing.UnsignedManifestError, match="malformed"):

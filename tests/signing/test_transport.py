@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pyi_selfupdate import signing
+from pyi_selfupdate import fetch, signing
 from pyi_selfupdate.errors import ConfigError, FetchError
 
 
@@ -14,7 +14,7 @@ from pyi_selfupdate.errors import ConfigError, FetchError
     ("10.0.0.1", False), ("example.com", False), ("127.0.0.1.example.com", False), ("", False), (None, False),
 ])
 def test_loopback_hosts(host, loopback):
-    assert signing.is_loopback_host(host) is loopback
+    assert fetch.is_loopback_host(host) is loopback
 
 
 @pytest.mark.parametrize("url, signed, allow_http, ok", [
@@ -30,10 +30,10 @@ def test_loopback_hosts(host, loopback):
 ])
 def test_transport_policy(url, signed, allow_http, ok):
     if ok:
-        signing.check_transport(url, "api_url", signed=signed, allow_http=allow_http)
+        fetch.check_transport(url, "api_url", signed=signed, allow_http=allow_http)
     else:
         with pytest.raises(ConfigError, match="api_url .*plain HTTP"):
-            signing.check_transport(url, "api_url", signed=signed, allow_http=allow_http)
+            fetch.check_transport(url, "api_url", signed=signed, allow_http=allow_http)
 
 
 class FakeResponse:
@@ -54,7 +54,7 @@ class FakeResponse:
 ])
 def test_same_origin_redirects_pass(url, location):
     resp = FakeResponse(url, location)
-    assert signing.refuse_cross_origin_redirect(resp) is resp and not resp.closed
+    assert fetch.refuse_cross_origin_redirect(resp) is resp and not resp.closed
 
 
 @pytest.mark.parametrize("url, location", [
@@ -66,28 +66,26 @@ def test_same_origin_redirects_pass(url, location):
 def test_cross_origin_redirects_are_refused(url, location):
     resp = FakeResponse(url, location)
     with pytest.raises(FetchError, match="another host"):
-        signing.refuse_cross_origin_redirect(resp)
+        fetch.refuse_cross_origin_redirect(resp)
     assert resp.closed
 
 
 def test_non_redirects_pass():
     resp = FakeResponse("https://u.example/a")
-    assert signing.refuse_cross_origin_redirect(resp) is resp
+    assert fetch.refuse_cross_origin_redirect(resp) is resp
 
 
-def test_redirect_policy_is_installed_once_on_the_default_requester_only():
+def test_redirect_policy_is_in_the_session_of_every_requests_requester():
+    import requests
+
     from pyi_selfupdate.fetch import RequestsRequester
 
     requester = RequestsRequester()
-    signing.install_redirect_policy(requester)
-    signing.install_redirect_policy(requester)
-    assert requester.session.hooks["response"].count(signing.refuse_cross_origin_redirect) == 1
-
-    class Custom:
-        def fetch(self, url):
-            raise AssertionError
-
-    signing.install_redirect_policy(Custom())  # untouched, no error
+    assert requester.session.hooks["response"].count(fetch.refuse_cross_origin_redirect) == 1
+    own = requests.Session()  # a session of the app's own (proxies, certificates)
+    assert RequestsRequester(session=own).session is own
+    assert RequestsRequester(session=own).session.hooks["response"].count(
+        fetch.refuse_cross_origin_redirect) == 1
 
 
 def test_body_cap_bounds_any_real_compressed_release():

@@ -21,11 +21,12 @@ import os
 from typing import Any, Dict, Optional
 
 from ...errors import ReleaseError
+from ...settings import EMBEDDED_DIR, EMBEDDED_NAME
 
 log = logging.getLogger("pyi_selfupdate.release")
 
-#: Archive entry of the embedded configuration (``_config.EMBEDDED_DIR/EMBEDDED_NAME``).
-EMBEDDED_ENTRY = "pyi_selfupdate/_embedded_config.json"
+#: Archive entry of the embedded configuration.
+EMBEDDED_ENTRY = f"{EMBEDDED_DIR}/{EMBEDDED_NAME}"
 
 _COOKIE_MAGIC = b"MEI\014\013\012\013\016"
 

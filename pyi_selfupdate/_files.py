@@ -1,0 +1,383 @@
+"""Files beside the executable: new files being written, the atomic swap, small state files.
+
+Names, all in the target's folder, for a target named ``<name>``:
+
+``.<name>.new.<token>``    a new binary (or sidecar) being written or claimed;
+                           while its owner lives it holds an exclusive ``flock``
+                           on it (POSIX), so a later launch can tell a live
+                           install from the leftover of a killed one
+``.<name>.old``            the previous binary during a Windows swap
+
+The swap on POSIX is one ``os.replace(new, target)`` followed by an ``fsync`` of
+the folder: at every instant the target path names a complete executable, the
+old one or the new one. Processes still running the old file keep their open
+mapping, but a PyInstaller app reads its modules from its executable *by path*,
+so the swap is only done when no other instance runs (see
+:mod:`pyi_selfupdate._instances`).
+
+Windows (written with care, NOT tested): a running executable can be renamed
+but not deleted or overwritten, so the swap renames the target to
+``.<name>.old``, renames the new file into place (renaming ``.old`` back if that
+fails), then tries to delete ``.old``; when it cannot (the old program still
+runs) the file is hidden and a later launch removes it. During that swap the
+target path is briefly absent.
+
+``hashlib`` and ``secrets`` are imported on first use (the usual launch of a
+frozen app writes nothing); every install goes through
+:mod:`pyi_selfupdate.updater`, which imports them before any swap.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+from typing import TYPE_CHECKING, Any, Dict, Optional, Union
+
+from . import _lazy
+from ._lazy import log
+from .errors import InstallError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import hashlib
+    import secrets
+else:
+    hashlib, secrets = _lazy.module("hashlib"), _lazy.module("secrets")
+
+if os.name == "nt":  # pragma: no cover - Windows only
+    import ctypes
+
+    fcntl = None
+else:
+    import fcntl
+
+__all__ = [
+    "PathLike", "path", "split", "beside", "new_path", "old_path", "fsync_dir", "file_sha256",
+    "NewFile", "swap", "keep_claim", "release_claim", "remove_quietly", "is_abandoned",
+    "write_atomic", "fcntl",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+_CHUNK = 1 << 20
+
+
+def path(value: PathLike) -> "Path":
+    """``Path(value)``; pathlib costs the usual launch several ms, so it is imported here, late."""
+    from pathlib import Path
+
+    return Path(value)
+
+
+def split(target: PathLike) -> "tuple[str, str]":
+    """The folder (absolute) and the name of ``target``, as strings."""
+    full = os.path.abspath(os.fspath(target))
+    return os.path.dirname(full), os.path.basename(full)
+
+
+def beside(target: PathLike, suffix: str) -> str:
+    """``.<name><suffix>`` in the folder of ``target``, as a string."""
+    folder, name = split(target)
+    return os.path.join(folder, f".{name}{suffix}")
+
+
+def new_path(target: PathLike) -> "Path":
+    """A fresh ``.<name>.new.<token>`` beside ``target`` (a file being written or claimed)."""
+    return path(beside(target, f".new.{secrets.token_hex(6)}"))
+
+
+def old_path(target: PathLike) -> "Path":
+    """``.<name>.old`` beside ``target`` (Windows swap)."""
+    return path(beside(target, ".old"))
+
+
+def fsync_dir(folder: PathLike) -> None:
+    """Make a rename in ``folder`` durable (no-op where folders cannot be opened)."""
+    if os.name == "nt":  # pragma: no cover - no directory handles to fsync
+        return
+    try:
+        fd = os.open(os.fspath(folder), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def file_sha256(file: PathLike) -> bytes:
+    """SHA-256 digest of a file, read in chunks."""
+    hasher = hashlib.sha256()
+    with open(file, "rb") as fh:
+        while True:
+            block = fh.read(_CHUNK)
+            if not block:
+                break
+            hasher.update(block)
+    return hasher.digest()
+
+
+# ------------------------------------------------------------------ claims
+
+#: Finished or claimed temporary files (path -> the descriptor holding their
+#: ``flock``): a live install's files, never a leftover (POSIX only: Windows
+#: cannot rename an open file, and an open file cannot be deleted there anyway).
+_claims: Dict[str, int] = {}
+_claims_mutex = threading.Lock()
+
+
+def keep_claim(file: PathLike, fd: int) -> None:
+    """Keep ``fd`` (holding the ``flock`` of ``file``) open until :func:`release_claim`."""
+    if fcntl is None:  # pragma: no cover - Windows
+        os.close(fd)
+        return
+    with _claims_mutex:
+        _claims[os.fspath(file)] = fd
+
+
+def release_claim(file: PathLike) -> None:
+    """Close the descriptor :func:`keep_claim` kept for ``file``, if any."""
+    with _claims_mutex:
+        fd = _claims.pop(os.fspath(file), None)
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def remove_quietly(file: PathLike) -> bool:
+    """Delete ``file`` (and drop its claim); True if it is gone, False if it could not be removed."""
+    try:
+        os.unlink(file)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    release_claim(file)
+    return True
+
+
+def is_abandoned(file: PathLike) -> bool:
+    """True if no live process holds ``file`` (its writer's or claimer's ``flock`` is gone)."""
+    if fcntl is None:  # pragma: no cover - Windows: an open file cannot be deleted anyway
+        return True
+    try:
+        fd = os.open(os.fspath(file), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # releases the probe's flock
+
+
+# --------------------------------------------------------------- new files
+
+
+class NewFile:
+    """A temporary ``.<name>.new.<token>`` file beside ``target``, being written.
+
+    Created exclusively, with mode 0600 until :meth:`finish` gives it ``mode``
+    (default: the target's mode) and fsyncs it. While open, the file is
+    ``flock``-ed so a later launch's leftovers cleanup leaves it alone. Use as a
+    context manager: leaving the block with an exception deletes the file.
+    """
+
+    def __init__(self, target: PathLike, mode: Optional[int] = None) -> None:
+        self.target = path(os.path.abspath(os.fspath(target)))
+        if mode is None:
+            try:
+                mode = stat.S_IMODE(os.stat(self.target).st_mode)
+            except OSError:
+                mode = 0o755
+        self.mode = mode
+        self.path = new_path(target)
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+            self._fd: Optional[int] = os.open(str(self.path), flags, 0o600)
+        except OSError as exc:
+            raise InstallError(
+                f"cannot create {self.path} ({exc}); the folder of {self.target} must be "
+                "writable, with free space, to install updates"
+            ) from None
+        if fcntl is not None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # pragma: no cover - a fresh file: nobody else has it
+                pass
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        """Append ``data``; :class:`InstallError` on a write failure (disk full, ...)."""
+        assert self._fd is not None, "file already finished"
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+                self.size += n
+        except OSError as exc:
+            raise InstallError(f"cannot write {self.path} ({exc}); {_write_advice(exc, self.target)}") from None
+
+    def finish(self) -> "Path":
+        """Set the mode and fsync; returns the path (still a temporary name).
+
+        The file stays ``flock``-ed by this process until :func:`swap`, a staging
+        or :func:`remove_quietly` is done with it.
+        """
+        assert self._fd is not None, "file already finished"
+        fd = self._fd
+        try:
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, self.mode)
+                _copy_owner(fd, self.target)
+            os.fsync(fd)
+        except OSError as exc:
+            self.discard()
+            raise InstallError(f"cannot complete {self.path} ({exc})") from None
+        # Keep the descriptor, and with it the flock, until the file is swapped
+        # in, staged or removed: until then it is a live install, not a leftover.
+        keep_claim(self.path, fd)
+        self._fd = None
+        return self.path
+
+    def discard(self) -> None:
+        """Close (if open) and delete the file; never raises."""
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+        remove_quietly(self.path)
+
+    def __enter__(self) -> "NewFile":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            self.discard()
+
+
+def _write_advice(exc: OSError, target: "Path") -> str:
+    """What the user can do about a failed write beside ``target``."""
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return f"free some disk space in {target.parent} (or raise the disk quota) and retry"
+    if exc.errno == errno.EFBIG:
+        return ("the file size limit of this process is too small for the update; raise it "
+                "(`ulimit -f unlimited`) and retry")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"make {target.parent} writable by the user running the app and retry"
+    return f"check the disk holding {target.parent} and retry"
+
+
+def _copy_owner(fd: int, target: "Path") -> None:
+    """As root, give the new file the target's owner (a root-run update of a user's app)."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return
+    try:
+        st = os.stat(target)
+        os.fchown(fd, st.st_uid, st.st_gid)
+    except OSError:
+        pass
+
+
+def write_atomic(file: PathLike, data: bytes, mode: int = 0o644) -> None:
+    """Replace the small file ``file`` by ``data``: a fresh temporary name beside it, fsync, rename.
+
+    The temporary name is unpredictable and created with ``O_EXCL`` (and
+    ``O_NOFOLLOW`` where there is one), so a planted file or symlink is never
+    written through. Raises ``OSError``; the temporary file is removed.
+    """
+    file = os.fspath(file)
+    folder, name = os.path.split(file)
+    tmp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(tmp, flags, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, file)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+# ------------------------------------------------------------------ swap
+
+
+def swap(new: PathLike, target: PathLike) -> None:
+    """Put the finished file ``new`` (same folder) in place of ``target``.
+
+    POSIX: ``os.replace`` then ``fsync`` of the folder; the target path always
+    names a complete file. Windows (untested): rename target to ``.<name>.old``,
+    rename ``new`` into place, roll back on failure, delete ``.old`` or leave
+    it (hidden) for a later cleanup. On failure ``new`` is deleted and
+    :class:`InstallError` raised; the target is unchanged.
+    """
+    new = path(new)
+    folder, name = split(target)
+    target = path(folder) / name
+    if os.name == "nt":  # pragma: no cover - Windows only
+        _swap_windows(new, target)
+        return
+    try:
+        os.replace(new, target)
+    except FileNotFoundError:
+        release_claim(new)
+        raise InstallError(
+            f"the new version {new} vanished before it could replace {target} (another "
+            "process removed it); the old version is kept and the update is fetched "
+            "again at the next check"
+        ) from None
+    except OSError as exc:
+        remove_quietly(new)
+        raise InstallError(
+            f"cannot replace {target} ({exc}); the old version is kept. Make the "
+            "folder writable by the user running the app"
+        ) from None
+    release_claim(new)
+    fsync_dir(folder)
+
+
+def _swap_windows(new: "Path", target: "Path") -> None:  # pragma: no cover - Windows only
+    old = old_path(target)
+    if old.exists() and not remove_quietly(old):
+        old = old.with_name(f"{old.name}.{secrets.token_hex(4)}")
+    try:
+        os.replace(target, old)
+    except OSError as exc:
+        remove_quietly(new)
+        raise InstallError(f"cannot move {target} aside ({exc}); the old version is kept") from None
+    try:
+        os.replace(new, target)
+    except OSError as exc:
+        try:
+            os.replace(old, target)
+        except OSError as exc2:
+            raise InstallError(
+                f"cannot put the new version in place ({exc}) nor restore the old one "
+                f"({exc2}); rename {old} back to {target} by hand"
+            ) from None
+        remove_quietly(new)
+        raise InstallError(f"cannot put the new version in place ({exc}); the old version is kept") from None
+    if not remove_quietly(old):
+        try:
+            ctypes.windll.kernel32.SetFileAttributesW(str(old), 0x2)  # hidden
+        except Exception:
+            pass
+        log.info("%s is still running; it is removed at a later launch", old)

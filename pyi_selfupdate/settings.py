@@ -1,0 +1,313 @@
+"""Every setting and every limit of the updater, defined once.
+
+:data:`SETTINGS` lists each key a frozen app is built with (the
+:class:`~pyi_selfupdate.Updater` keyword of the same name), with its default,
+unit and meaning; :func:`check` validates one value. The build (merging the
+environment, the spec file and ``pyproject.toml``), the configuration embedded
+in the app, :class:`~pyi_selfupdate.Updater` and the runtime bootstrap all take
+their defaults and their rules from here. :class:`Settings` is the typed,
+frozen form of one app's configuration; :data:`LIMITS` holds every bound the
+client enforces (sizes, waits, counts).
+
+The frozen app imports this module at every launch, before its own code: it
+imports nothing but the standard library's ``dataclasses``, ``marshal``, ``os``
+and ``sys`` (``json`` only for an app built without the marshal copy).
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import sys
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+__all__ = [
+    "Setting", "SETTINGS", "DEFAULTS", "REQUIRED", "MODES", "DEV_VERSION", "defaults", "Settings", "Limits", "LIMITS",
+    "check", "SettingError", "load_embedded",
+    "EMBEDDED_DIR", "EMBEDDED_NAME", "EMBEDDED_MARSHAL_NAME", "MARSHAL_VERSION",
+]
+
+#: Values of ``mode``.
+MODES = ("background", "immediate", "manual")
+
+#: A build whose version is ``dev`` never updates (go-selfupdate's rule).
+DEV_VERSION = "dev"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One key: its name, default, kind (which fixes its validation), unit and meaning."""
+
+    name: str
+    default: Any
+    kind: str  #: url, name, version, folder, hours, seconds, bool, tristate, mode, keys
+    unit: str
+    doc: str
+    required: bool = False
+
+
+#: Every key, in the order the README's table lists them.
+SETTINGS: Tuple[Setting, ...] = (
+    Setting("api_url", None, "url", "URL", "base URL of the manifests, ends in `/`", True),
+    Setting("bin_url", None, "url", "URL", "base URL of the full `.gz` binaries (default: `api_url`)"),
+    Setting("diff_url", None, "url", "URL", "base URL of the patches (default: `api_url`)"),
+    Setting("cmd_name", None, "name", "name",
+            "the app's name in the URLs (default: the executable's name without `.exe`)"),
+    Setting("current_version", None, "version", "version",
+            "this build's version (default: `[project] version`); `dev` never updates", True),
+    Setting("dir", "update/", "folder", "folder",
+            "folder beside the executable for the `cktime` schedule and the `serial`"),
+    Setting("check_time", 24, "hours", "hours", "hours between two checks"),
+    Setting("randomize_time", 0, "hours", "hours", "up to this many random hours added to each wait"),
+    Setting("force_check", False, "bool", "boolean", "check at every launch, ignoring `cktime`"),
+    Setting("mode", "background", "mode", "mode",
+            "`background` (stage now, install at the next launch), `immediate` (check at launch, "
+            "install and restart at once), `manual` (your code calls `Updater`)"),
+    Setting("enabled", True, "bool", "boolean", "false: the bootstrap does nothing"),
+    Setting("exit_wait", 10, "seconds", "seconds",
+            "how long a short-lived app waits at exit for an unfinished download, or for other "
+            "running copies to end before it installs a staged update"),
+    Setting("public_keys", [], "keys", "keys", "Ed25519 keys that sign releases (see SECURITY.md)"),
+    Setting("allow_http", None, "tristate", "boolean or unset",
+            "plain HTTP to a non-loopback host: unset allows it only with `public_keys`, true "
+            "always, false never"),
+)
+
+#: Every key with its default (a fresh copy for mutable defaults: use :func:`defaults`).
+DEFAULTS: Dict[str, Any] = {s.name: s.default for s in SETTINGS}
+#: Keys a build must set.
+REQUIRED = tuple(s.name for s in SETTINGS if s.required)
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def defaults() -> Dict[str, Any]:
+    """Every key with its default, as a new dict (lists copied)."""
+    return {k: (list(v) if isinstance(v, list) else v) for k, v in DEFAULTS.items()}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Every bound the client enforces, in one place (bytes, seconds, counts)."""
+
+    #: The most bytes read from a manifest.
+    manifest_bytes: int = 64 * 1024
+    #: The largest executable accepted (decompressed ``.gz``, result of a patch).
+    binary_bytes: int = 1 << 30
+    #: Slack over the current file's size for a patch download and its result.
+    patch_slack: int = 64 << 20
+    #: Seconds one check-and-download may take in all (``Updater(deadline=...)``).
+    deadline: float = 900.0
+    #: Seconds to establish a connection, and the longest silence while answering.
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    #: Redirects followed within the configured server (never to another host).
+    max_redirects: int = 30
+    #: More signature entries than this is not a key rotation but an attack.
+    max_signatures: int = 16
+    #: Seconds a launch waits for another instance's install (it holds the lock).
+    lock_wait: float = 60.0
+    #: A launch installing at exit waits for processes started at most this many
+    #: seconds before it (the same burst of launches), not for older ones.
+    burst: float = 5.0
+    #: Seconds after which a staged binary without its sidecar is a leftover.
+    orphan_staged_age: float = 600.0
+    #: Longest wait after a failed check, in hours.
+    retry_hours: float = 1.0
+
+
+#: The limits in force.
+LIMITS = Limits()
+
+
+class SettingError(ValueError):
+    """A value :func:`check` refuses: ``problem`` (what is wrong) and ``fix`` (what to write)."""
+
+    def __init__(self, name: str, value: Any, problem: str, fix: str) -> None:
+        super().__init__(f"{name} {value!r} {problem}; {fix}")
+        self.name, self.value, self.problem, self.fix = name, value, problem, fix
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check(name: str, value: Any) -> Any:
+    """Validate ``value`` for the key ``name``; return it normalized.
+
+    Raises :class:`SettingError` (problem and fix) for a wrong value,
+    :class:`~pyi_selfupdate.errors.InvalidNameError` for a name or version that
+    could escape its URL segment, and :class:`~pyi_selfupdate.errors.ConfigError`
+    for a malformed public key. ``None`` is accepted for keys whose default is None.
+    """
+    setting = _BY_NAME[name]
+    kind = setting.kind
+    if value is None and setting.default is None and not setting.required:
+        return None
+    if kind == "url":
+        if not isinstance(value, str) or not value:
+            raise SettingError(name, value, "is missing",
+                               "give the base URL of the release tree, ending in '/'")
+        if not value.endswith("/"):
+            raise SettingError(name, value, "does not end in '/' (URLs are concatenated as they are)",
+                               f"write {value + '/'!r}")
+        return value
+    if kind in ("name", "version"):
+        from .protocol import validate_name
+
+        if kind == "version" and _number(value):
+            raise SettingError(name, value, "is a number, not a string", f"quote it: \"{value}\"")
+        if not isinstance(value, str):
+            raise SettingError(name, value, "is not a string",
+                               "give the name used in the update URLs")
+        return validate_name(value, "version" if kind == "version" else name.replace("_", " "))
+    if kind == "folder":
+        if not isinstance(value, str) or (value and not value.endswith("/")):
+            raise SettingError(name, value, "must be a folder name ending in '/'",
+                               f"write e.g. \"{setting.default}\"")
+        return value
+    if kind in ("hours", "seconds"):
+        if not _number(value) or value < 0 or value != value:
+            raise SettingError(name, value, "is not a number >= 0",
+                               f"give a number of {kind}, zero or more, e.g. {setting.default}")
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise SettingError(name, value, "is not a boolean", "write true or false")
+        return value
+    if kind == "tristate":
+        if not isinstance(value, (bool, type(None))):
+            raise SettingError(name, value, "is not a boolean or null",
+                               "write true, false or leave it unset")
+        return value
+    if kind == "mode":
+        if value not in MODES:
+            raise SettingError(name, value, "is not a known mode", f"use one of {', '.join(MODES)}")
+        return value
+    if kind == "keys":
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(k, str) and k for k in value):
+            raise SettingError(name, value, "is not a list of strings",
+                               "give a list like [\"ed25519:...\"]")
+        from .signing import check_public_keys
+
+        return check_public_keys(list(value))
+    raise AssertionError(f"unknown kind {kind!r}")  # pragma: no cover - the table above
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The self-update configuration of one app: every key of :data:`SETTINGS`.
+
+    ``Settings(**values)`` takes the values as they are (the embedded
+    configuration was validated by the build); :meth:`checked` validates each
+    one with :func:`check` first. :meth:`as_dict` gives the embedded form.
+    """
+
+    api_url: Optional[str] = None
+    bin_url: Optional[str] = None
+    diff_url: Optional[str] = None
+    cmd_name: Optional[str] = None
+    current_version: Optional[str] = None
+    dir: str = DEFAULTS["dir"]
+    check_time: float = DEFAULTS["check_time"]
+    randomize_time: float = DEFAULTS["randomize_time"]
+    force_check: bool = DEFAULTS["force_check"]
+    mode: str = DEFAULTS["mode"]
+    enabled: bool = DEFAULTS["enabled"]
+    exit_wait: float = DEFAULTS["exit_wait"]
+    public_keys: List[str] = field(default_factory=list)
+    allow_http: Optional[bool] = DEFAULTS["allow_http"]
+
+    @classmethod
+    def checked(cls, **values: Any) -> "Settings":
+        """Validate every value with :func:`check`; unknown keys raise ``TypeError``."""
+        return cls(**{k: check(k, v) for k, v in values.items()})
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> "Settings":
+        """The settings in ``data``, ignoring keys this version does not know (a newer build)."""
+        return cls(**{k: v for k, v in data.items() if k in _BY_NAME})
+
+    def as_dict(self) -> Dict[str, Any]:
+        """Every key and value (lists copied), the form embedded in the app."""
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), list) else v)
+                for f in fields(self)}
+
+
+assert tuple(f.name for f in fields(Settings)) == tuple(_BY_NAME), "Settings and SETTINGS differ"
+
+
+# --------------------------------------------------------------- embedded copy
+
+#: Folder (inside the app's bundle) and file name of the embedded configuration.
+EMBEDDED_DIR = "pyi_selfupdate"
+EMBEDDED_NAME = "_embedded_config.json"
+#: The same configuration in :mod:`marshal` form, which the app reads at launch
+#: (importing :mod:`json` would cost every launch a few milliseconds).
+EMBEDDED_MARSHAL_NAME = "_embedded_config.marshal"
+#: marshal format 0 writes every string alike (interned or not): deterministic bytes.
+MARSHAL_VERSION = 0
+
+
+def load_embedded(bundle_dir: Optional[str] = None) -> Optional[Dict[str, Any]]:
+    """The configuration embedded in this frozen app (every key, as a dict), or None.
+
+    None when the interpreter is not a PyInstaller app (no ``sys._MEIPASS``) or
+    the app was built without the configuration. Keys missing from the file
+    (an older build) get their defaults. ``bundle_dir`` replaces ``sys._MEIPASS``
+    (tests). A corrupt file raises :class:`pyi_selfupdate.errors.ConfigError`.
+    The marshal copy is read when present and sound; otherwise the JSON file
+    (the reference, which ``release`` checks) is.
+    """
+    if bundle_dir is None:
+        bundle_dir = getattr(sys, "_MEIPASS", None)
+        if bundle_dir is None:
+            return None
+    data = _load_marshal(os.path.join(bundle_dir, EMBEDDED_DIR, EMBEDDED_MARSHAL_NAME))
+    if data is None:
+        data = _load_json(os.path.join(bundle_dir, EMBEDDED_DIR, EMBEDDED_NAME))
+        if data is None:
+            return None
+    config = defaults()
+    config.update(data)
+    return config
+
+
+def _read(path: str) -> Optional[bytes]:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return None
+
+
+def _load_marshal(path: str) -> Optional[dict]:
+    """The marshal copy (written by the hook, inside the app's own bundle); None if absent or unsound."""
+    try:
+        data = marshal.loads(_read(path) or b"")
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _load_json(path: str) -> Optional[dict]:
+    raw = _read(path)
+    if raw is None:
+        return None
+    import json
+
+    try:
+        data = json.loads(raw.decode("utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
+        from .errors import ConfigError
+
+        raise ConfigError(
+            f"the embedded update configuration {path} is corrupt ({exc}); rebuild the app"
+        ) from None
+    return data
