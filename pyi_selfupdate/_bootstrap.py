@@ -366,7 +366,7 @@ def _background_stage(updater: "Updater") -> None:
         return
     if result is not None:
         log.info("update %s downloaded and verified; it is installed at the next launch",
-                 getattr(result, "to_version", result))
+                 result.to_version)
     else:
         log.debug("no update available")
 

@@ -55,7 +55,7 @@ else:
     import fcntl
 
 __all__ = [
-    "PathLike", "path", "split", "beside", "new_path", "old_path", "fsync_dir", "file_sha256",
+    "PathLike", "path", "split", "beside", "new_path", "fsync_dir", "file_sha256",
     "NewFile", "swap", "keep_claim", "release_claim", "remove_quietly", "is_abandoned",
     "write_atomic", "fcntl",
 ]
@@ -87,11 +87,6 @@ def beside(target: PathLike, suffix: str) -> str:
 def new_path(target: PathLike) -> "Path":
     """A fresh ``.<name>.new.<token>`` beside ``target`` (a file being written or claimed)."""
     return path(beside(target, f".new.{secrets.token_hex(6)}"))
-
-
-def old_path(target: PathLike) -> "Path":
-    """``.<name>.old`` beside ``target`` (Windows swap)."""
-    return path(beside(target, ".old"))
 
 
 def fsync_dir(folder: PathLike) -> None:
@@ -355,7 +350,7 @@ def swap(new: PathLike, target: PathLike) -> None:
 
 
 def _swap_windows(new: "Path", target: "Path") -> None:  # pragma: no cover - Windows only
-    old = old_path(target)
+    old = path(beside(target, ".old"))
     if old.exists() and not remove_quietly(old):
         old = old.with_name(f"{old.name}.{secrets.token_hex(4)}")
     try:

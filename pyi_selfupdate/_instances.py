@@ -39,14 +39,9 @@ if os.name == "nt":  # pragma: no cover - Windows only
 fcntl = _files.fcntl
 
 __all__ = [
-    "InstanceLock", "instance_lock", "lock_path", "other_processes", "others_running",
+    "InstanceLock", "instance_lock", "other_processes", "others_running",
     "format_pids", "start_time", "replaced_since_start", "claim_install",
 ]
-
-
-def lock_path(target: PathLike) -> "_files.Path":
-    """``.<name>.lock`` beside ``target``."""
-    return _files.path(beside(target, ".lock"))
 
 
 class InstanceLock:

@@ -20,12 +20,7 @@ from __future__ import annotations
 
 import io
 import time
-from typing import Any, BinaryIO, Callable, Optional, Tuple
-
-try:  # Python >= 3.8
-    from typing import Protocol
-except ImportError:  # pragma: no cover
-    Protocol = object  # type: ignore[assignment,misc]
+from typing import Any, BinaryIO, Callable, Optional, Protocol, Tuple
 
 from . import _lazy
 from .errors import ConfigError, FetchError, SelfUpdateError

@@ -86,34 +86,31 @@ def defaults() -> Dict[str, Any]:
     return {k: (list(v) if isinstance(v, list) else v) for k, v in DEFAULTS.items()}
 
 
+def _limit(default: Any, unit: str, doc: str) -> Any:
+    return field(default=default, metadata={"unit": unit, "doc": doc})
+
+
 @dataclass(frozen=True)
 class Limits:
-    """Every bound the client enforces, in one place (bytes, seconds, counts)."""
+    """Every bound the client enforces, in one place; each field's ``metadata`` gives its unit and meaning."""
 
-    #: The most bytes read from a manifest.
-    manifest_bytes: int = 64 * 1024
-    #: The largest executable accepted (decompressed ``.gz``, result of a patch).
-    binary_bytes: int = 1 << 30
-    #: Slack over the current file's size for a patch download and its result.
-    patch_slack: int = 64 << 20
-    #: Seconds one check-and-download may take in all (``Updater(deadline=...)``).
-    deadline: float = 900.0
-    #: Seconds to establish a connection, and the longest silence while answering.
-    connect_timeout: float = 10.0
-    read_timeout: float = 30.0
-    #: Redirects followed within the configured server (never to another host).
-    max_redirects: int = 30
-    #: More signature entries than this is not a key rotation but an attack.
-    max_signatures: int = 16
-    #: Seconds a launch waits for another instance's install (it holds the lock).
-    lock_wait: float = 60.0
-    #: A launch installing at exit waits for processes started at most this many
-    #: seconds before it (the same burst of launches), not for older ones.
-    burst: float = 5.0
-    #: Seconds after which a staged binary without its sidecar is a leftover.
-    orphan_staged_age: float = 600.0
-    #: Longest wait after a failed check, in hours.
-    retry_hours: float = 1.0
+    manifest_bytes: int = _limit(64 * 1024, "bytes", "the most bytes read from a manifest")
+    binary_bytes: int = _limit(1 << 30, "bytes",
+                               "the largest executable accepted (a decompressed `.gz`, a patch's result)")
+    patch_slack: int = _limit(64 << 20, "bytes",
+                              "allowance over the current file's size for a patch and its result")
+    deadline: float = _limit(900.0, "seconds",
+                             "how long one check-and-download may take in all (`Updater(deadline=)`)")
+    connect_timeout: float = _limit(10.0, "seconds", "to connect to the server")
+    read_timeout: float = _limit(30.0, "seconds", "the longest silence of the server while it answers")
+    max_redirects: int = _limit(30, "redirects", "followed within the configured server (never to another host)")
+    max_signatures: int = _limit(16, "entries", "signatures in one manifest (more is an attack, not a key rotation)")
+    lock_wait: float = _limit(60.0, "seconds", "a launch waits this long for another instance's install")
+    burst: float = _limit(5.0, "seconds", "a launch installing at exit waits for copies started at most this "
+                                          "long before it (the same burst of launches), not for older ones")
+    orphan_staged_age: float = _limit(600.0, "seconds",
+                                      "a staged binary without its sidecar is a leftover after this long")
+    retry_hours: float = _limit(1.0, "hours", "the longest wait after a failed check")
 
 
 #: The limits in force.

@@ -30,12 +30,7 @@ EMBEDDED_ENTRY = f"{EMBEDDED_DIR}/{EMBEDDED_NAME}"
 
 _COOKIE_MAGIC = b"MEI\014\013\012\013\016"
 
-try:  # the release engineer's marker, once it exists
-    from ..hookspecs import hookimpl  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - before hookspecs.py lands
-    import pluggy
-
-    hookimpl = pluggy.HookimplMarker("pyi_selfupdate")
+from ..hookspecs import hookimpl
 
 
 def read_embedded_config(path: "str | os.PathLike[str]") -> Optional[Dict[str, Any]]:
