@@ -19,6 +19,7 @@ __all__ = [
     "BSDIFF_MAGIC",
     "bsdiff_header",
     "apply_patch",
+    "patch_stream",
     "gunzip_to",
     "check_sha256",
 ]
@@ -95,6 +96,107 @@ def apply_patch(current: bytes, patch: bytes, *, max_new_size: int) -> bytes:
     if len(new) != new_size:  # pragma: no cover - bsdiff4 guarantees it
         raise PatchError("the patch produced a result of the wrong size")
     return new
+
+
+class _Block:
+    """One bzip2 block of a patch, decompressed on demand, never more than ``limit`` bytes in all."""
+
+    def __init__(self, data: bytes, limit: int, what: str) -> None:
+        import bz2  # lazy: only the patch path needs it
+
+        self._dec = bz2.BZ2Decompressor()
+        self._pending = data
+        self._left = limit
+        self._what = what
+
+    def read(self, n: int) -> bytes:
+        """Exactly ``n`` bytes; PatchError if the block is shorter, corrupt or over its limit."""
+        if n > self._left:
+            raise PatchError(f"the patch's {self._what} block decompresses to more than its limit")
+        parts = []
+        got = 0
+        while got < n:
+            if self._dec.eof:
+                raise PatchError(f"the patch's {self._what} block is shorter than its control data says")
+            try:
+                out = self._dec.decompress(self._pending, max_length=n - got)
+            except (OSError, ValueError, EOFError) as exc:
+                raise PatchError(f"the patch's {self._what} block is not valid bzip2 ({exc})") from None
+            self._pending = b""
+            if not out and self._dec.needs_input:
+                raise PatchError(f"the patch's {self._what} block is truncated")
+            parts.append(out)
+            got += len(out)
+        self._left -= n
+        return b"".join(parts)
+
+
+def patch_stream(
+    read_old: Callable[[int, int], bytes],
+    old_size: int,
+    patch: bytes,
+    write: Callable[[bytes], object],
+    *,
+    max_new_size: int,
+    chunk: int = 1 << 20,
+) -> int:
+    """Apply a BSDIFF40 ``patch`` to an old file read through ``read_old(offset, n)``; stream the result.
+
+    Unlike :func:`apply_patch` nothing is held whole: the old bytes are read
+    where the control data points, the patch's three bzip2 blocks are
+    decompressed as they are consumed, and the new bytes go to ``write`` in
+    pieces of at most ``chunk`` bytes (the byte-wise addition runs in
+    ``bsdiff4``'s C code). Memory stays about ``3 * chunk`` plus the patch,
+    whatever the file sizes. Returns the new size; raises :class:`PatchError`
+    for a malformed patch or one that does not fit the old file.
+    """
+    ctrl_len, diff_len, new_size = bsdiff_header(patch)
+    if new_size > max_new_size:
+        raise PatchError(
+            f"the patch claims a {new_size}-byte result, over the limit of {max_new_size} bytes"
+        )
+    import bsdiff4.core  # lazy: a C extension only the patch path needs
+
+    encode = bsdiff4.core.encode_int64
+    p1 = _HEADER_SIZE
+    p2 = p1 + ctrl_len
+    p3 = p2 + diff_len
+    view = memoryview(patch)
+    control = _Block(view[p1:p2], 24 * (new_size + 1), "control")
+    diff = _Block(view[p2:p3], new_size, "diff")
+    extra = _Block(view[p3:], new_size, "extra")
+    newpos = oldpos = 0
+    while newpos < new_size:
+        raw = control.read(24)
+        add, copy, seek = _offtin(raw[0:8]), _offtin(raw[8:16]), _offtin(raw[16:24])
+        if add < 0 or copy < 0 or newpos + add + copy > new_size:
+            raise PatchError("the patch's control data is corrupt (it points outside the new file)")
+        done = 0
+        while done < add:
+            n = min(chunk, add - done)
+            delta = diff.read(n)
+            start = oldpos + done
+            lo, hi = max(start, 0), min(start + n, old_size)
+            old = read_old(lo, hi - lo) if hi > lo else b""
+            if len(old) != max(hi - lo, 0):
+                raise PatchError("the old file changed or is shorter than expected while patching")
+            # bsdiff4's own loop: new[i] = delta[i] + old[start + i] where that is inside the old file
+            control_one = encode(0) + encode(0) + encode(min(start, 0)) + encode(n) + encode(0) + encode(0)
+            try:
+                write(bsdiff4.core.patch(old, n, control_one, delta, b""))
+            except (ValueError, MemoryError, SystemError, OverflowError) as exc:  # pragma: no cover
+                raise PatchError(f"the patch does not apply to the current file ({exc})") from None
+            done += n
+        newpos += add
+        oldpos += add
+        done = 0
+        while done < copy:
+            n = min(chunk, copy - done)
+            write(extra.read(n))
+            done += n
+        newpos += copy
+        oldpos += seek
+    return new_size
 
 
 def gunzip_to(
