@@ -46,18 +46,18 @@ import os
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from . import _instances, _schedule, _staging
 from ._lazy import log
 from ._restart import MAIN_MARKER, restart
 from .errors import ConfigError, SelfUpdateError
-from .settings import DEV_VERSION, LIMITS, Settings, load_embedded
+from .settings import DEV_VERSION, FILE, FOLDER, LIMITS, Settings, load_embedded
 
 if TYPE_CHECKING:  # imported when needed: most launches need no Updater at all
     from .updater import Updater
 
-__all__ = ["run", "updater_from_config", "embedded_config", "DISABLE_ENV", "LOG_ENV"]
+__all__ = ["run", "updater_from_config", "embedded_config", "app_target", "DISABLE_ENV", "LOG_ENV"]
 
 #: ``PYI_SELFUPDATE_DISABLE=1`` in the environment turns the bootstrap off.
 DISABLE_ENV = "PYI_SELFUPDATE_DISABLE"
@@ -117,18 +117,22 @@ def updater_from_config(**overrides: Any) -> "Updater":
             "app built with pyi-selfupdate); build it with PyInstaller and pyi_selfupdate "
             "installed, or create pyi_selfupdate.Updater(...) with explicit settings"
         )
-    target = overrides.pop("target", None) or sys.executable
+    target, kind = app_target()
+    if overrides.get("target") is not None:
+        target = overrides.pop("target")
+        kind = overrides.pop("kind", FOLDER if os.path.isdir(target) else FILE)
     kwargs: Dict[str, Any] = {
         "current_version": settings.current_version,
         "api_url": settings.api_url,
         "bin_url": settings.bin_url or settings.api_url,
         "diff_url": settings.diff_url or settings.api_url,
         "dir": settings.dir or Settings.dir,
-        "cmd_name": _cmd_name(settings, target),
+        "cmd_name": _cmd_name(settings, sys.executable),
         "force_check": bool(settings.force_check),
         "check_time": settings.check_time,
         "randomize_time": settings.randomize_time,
         "target": target,
+        "kind": kind,
         "public_keys": list(settings.public_keys),
         "allow_http": settings.allow_http,
     }
@@ -136,6 +140,32 @@ def updater_from_config(**overrides: Any) -> "Updater":
 
     kwargs.update(overrides)
     return Updater(**kwargs)
+
+
+def app_target(executable: Optional[str] = None) -> Tuple[str, str]:
+    """``(path, kind)`` of what updates in this frozen app: its executable, or its folder.
+
+    A onefile app (its bundle unpacked to a temporary ``_MEI...`` folder) is
+    updated as one file, ``sys.executable``. A onedir app (its bundle in the
+    executable's folder: ``_internal/``, or the folder itself) is updated as that
+    folder, and a macOS ``.app`` (``<X>.app/Contents/MacOS/<exe>``) as the whole
+    bundle. ``kind`` is ``"file"`` or ``"folder"`` (:data:`pyi_selfupdate.protocol.KINDS`).
+    """
+    exe = os.path.realpath(executable or sys.executable)
+    folder = os.path.dirname(exe)
+    bundle = getattr(sys, "_MEIPASS", None)
+    if bundle is None:
+        return exe, FILE
+    bundle = os.path.realpath(bundle)
+    head, macos = os.path.split(folder)
+    app, contents = os.path.split(head)
+    if macos == "MacOS" and contents == "Contents" and app.endswith(".app") \
+            and bundle.startswith(app + os.sep):
+        return app, FOLDER
+    if bundle == folder or (os.path.dirname(bundle) == folder
+                            and not os.path.basename(bundle).startswith("_MEI")):
+        return folder, FOLDER
+    return exe, FILE
 
 
 def _setup_logging() -> None:
@@ -180,10 +210,11 @@ def _run() -> None:
         log.debug("version %r never updates", DEV_VERSION)
         return
 
-    target = sys.executable
+    exe = sys.executable
+    target, kind = app_target(exe)
     # "<pid>:<executable>": another app built with pyi-selfupdate, started by this
     # one, is not a child of this app.
-    me = f"{os.getpid()}:{os.path.realpath(target)}"
+    me = f"{os.getpid()}:{os.path.realpath(exe)}"
     owner_pid = _parent_main(os.environ.get(MAIN_MARKER, ""), me)
     _lock = _instances.instance_lock(target)
     if not _lock.hold_shared(timeout=0):
@@ -200,7 +231,7 @@ def _run() -> None:
         return
     os.environ[MAIN_MARKER] = me
 
-    if _instances.replaced_since_start(target):
+    if _instances.replaced_since_start(exe):
         log.info("%s was updated by another instance since this launch; restarting", target)
         _restart_after_install()
 
@@ -214,15 +245,15 @@ def _run() -> None:
 
     # Asked again under the exclusive lock, right before a swap: a process
     # started meanwhile would read its modules from the replaced file.
-    updater = updater_from_config(target=target,
-                                  swap_guard=lambda: _instances.others_running(target))
+    updater = updater_from_config(target=target, kind=kind,
+                                  swap_guard=lambda: _instances.others_running(exe))
     exit_wait = float(settings.exit_wait or 0)
     if staged:
-        _install_or_defer(updater, target, exit_wait, "installed staged update")
+        _install_or_defer(updater, exe, exit_wait, "installed staged update")
     if not due:
         log.debug("mode %r: no update check due", mode)
     elif mode == "immediate":
-        _immediate(updater, target, exit_wait)
+        _immediate(updater, exe, exit_wait)
     else:
         _start_background(updater, exit_wait)
 
@@ -265,7 +296,7 @@ def _restart_after_install(version: Optional[str] = None) -> None:
         os._exit(75)  # EX_TEMPFAIL
 
 
-def _immediate(updater: "Updater", target: str, exit_wait: float) -> None:
+def _immediate(updater: "Updater", exe: str, exit_wait: float) -> None:
     # Download and verify first (no swap yet), then install only if no other
     # process runs this file: the window for a starting process is the swap alone.
     try:
@@ -274,28 +305,28 @@ def _immediate(updater: "Updater", target: str, exit_wait: float) -> None:
         log.warning("update check failed: %s", exc)
         return
     if staged is not None:
-        _install_or_defer(updater, target, exit_wait, "updated")
+        _install_or_defer(updater, exe, exit_wait, "updated")
 
 
-def _install_or_defer(updater: "Updater", target: str, exit_wait: float, done: str) -> None:
+def _install_or_defer(updater: "Updater", exe: str, exit_wait: float, done: str) -> None:
     """Install the staged update and restart as it, or leave it to an exit (:func:`_defer_install`).
 
     While other processes run this file a swap would crash those still starting
     (they read their modules from the file by path): then one launch of them
     all takes the install on, at its exit.
     """
-    others = _instances.other_processes(target)
+    others = _instances.other_processes(exe)
     if not others:
         result = updater.install_staged()
         if result is not None and result.installed:
             log.info("%s %s -> %s; restarting", done, result.from_version, result.to_version)
             _restart_after_install(result.to_version)
-    if os.path.exists(_staging.sidecar_file(target)):
-        _defer_install(updater, target, others, exit_wait)
+    if os.path.exists(_staging.sidecar_file(updater.target)):
+        _defer_install(updater, exe, others, exit_wait)
 
 
-def _defer_install(updater: "Updater", target: str, others: List[int], wait: float) -> None:
-    """Install the staged update when this process exits, once no other process runs ``target``.
+def _defer_install(updater: "Updater", exe: str, others: List[int], wait: float) -> None:
+    """Install the staged update when this process exits, once no other process runs ``exe``.
 
     Of several launches that find an update staged while others run, exactly
     one takes this on: the one holding the ``flock`` of the staged sidecar (kept
@@ -306,6 +337,7 @@ def _defer_install(updater: "Updater", target: str, others: List[int], wait: flo
     global _install_claim
     if _install_claim is not None:
         return
+    target = updater.target
     claim = _instances.claim_install(_staging.sidecar_file(target))
     pids = _instances.format_pids(others) or "another instance"
     if claim is None:
@@ -315,10 +347,10 @@ def _defer_install(updater: "Updater", target: str, others: List[int], wait: flo
     _install_claim = claim
     log.info("other processes run %s (%s); the staged update is installed when this "
              "process exits after them", target, pids)
-    atexit.register(_install_at_exit, updater, target, wait)
+    atexit.register(_install_at_exit, updater, exe, wait)
 
 
-def _install_at_exit(updater: "Updater", target: str, wait: float) -> None:
+def _install_at_exit(updater: "Updater", exe: str, wait: float) -> None:
     """The atexit side of :func:`_defer_install` (registered before any other: runs last).
 
     Waits only for processes launched about when this one was (a burst of
@@ -327,12 +359,13 @@ def _install_at_exit(updater: "Updater", target: str, wait: float) -> None:
     """
     if _thread is not None and _thread.is_alive():
         return  # still downloading (exit_wait ran out): the staged files may change
+    target = updater.target
     deadline = time.monotonic() + max(0.0, wait)
     since = _instances.start_time(os.getpid())
     others: List[int] = []
     try:
         while os.path.exists(_staging.sidecar_file(target)):
-            others = _instances.other_processes(target)
+            others = _instances.other_processes(exe)
             if not others:
                 result = updater.install_staged()
                 if result is not None and result.installed:

@@ -1,8 +1,12 @@
-"""Files beside the executable: new files being written, the atomic swap, small state files.
+"""Files beside the update target: new files and folders being written, the atomic swap, small state files.
+
+The update target is the executable (a onefile app) or the app's folder (a
+onedir app, a macOS ``.app`` bundle); everything here sits beside it, in the
+same folder, so that every rename stays on one file system.
 
 Names, all in the target's folder, for a target named ``<name>``:
 
-``.<name>.new.<token>``    a new binary (or sidecar) being written or claimed;
+``.<name>.new.<token>``    a new binary, folder or sidecar being written or claimed;
                            while its owner lives it holds an exclusive ``flock``
                            on it (POSIX), so a later launch can tell a live
                            install from the leftover of a killed one
@@ -14,6 +18,14 @@ old one or the new one. Processes still running the old file keep their open
 mapping, but a PyInstaller app reads its modules from its executable *by path*,
 so the swap is only done when no other instance runs (see
 :mod:`pyi_selfupdate._instances`).
+
+A folder is switched with one atomic exchange of the two paths where the
+system has one (Linux ``renameat2(RENAME_EXCHANGE)``, glibc >= 2.28; macOS
+``renamex_np(RENAME_SWAP)``): at every instant the app's path names the
+complete old or the complete new folder. Elsewhere (or on a file system that
+refuses the exchange) the old folder is renamed aside and the new one into
+place, the old one renamed back if that fails: for that instant the app's path
+is absent, never half-written. Either way the parent folder must be writable.
 
 Windows (written with care, NOT tested): a running executable can be renamed
 but not deleted or overwritten, so the swap renames the target to
@@ -55,8 +67,9 @@ else:
     import fcntl
 
 __all__ = [
-    "PathLike", "path", "split", "beside", "new_path", "fsync_dir", "file_sha256",
-    "NewFile", "swap", "keep_claim", "release_claim", "remove_quietly", "is_abandoned",
+    "PathLike", "path", "split", "beside", "new_path", "fsync_dir", "content_sha256",
+    "NewFile", "NewFolder", "write_advice", "swap", "exchange", "keep_claim", "release_claim", "remove_quietly",
+    "is_abandoned",
     "write_atomic", "fcntl",
 ]
 
@@ -105,8 +118,16 @@ def fsync_dir(folder: PathLike) -> None:
         os.close(fd)
 
 
-def file_sha256(file: PathLike) -> bytes:
-    """SHA-256 digest of a file, read in chunks."""
+def content_sha256(file: PathLike) -> bytes:
+    """SHA-256 of a file, or of a folder's canonical archive (:mod:`pyi_selfupdate.archive`)."""
+    if os.path.isdir(file):
+        from .archive import FolderArchive
+
+        hasher = hashlib.sha256()
+        with FolderArchive(file) as archive:
+            for block in archive.stream():
+                hasher.update(block)
+        return hasher.digest()
     hasher = hashlib.sha256()
     with open(file, "rb") as fh:
         while True:
@@ -147,9 +168,14 @@ def release_claim(file: PathLike) -> None:
 
 
 def remove_quietly(file: PathLike) -> bool:
-    """Delete ``file`` (and drop its claim); True if it is gone, False if it could not be removed."""
+    """Delete ``file``, or a whole folder (and drop its claim); True if it is gone."""
     try:
-        os.unlink(file)
+        if os.path.isdir(file) and not os.path.islink(file):
+            import shutil
+
+            shutil.rmtree(file)
+        else:
+            os.unlink(file)
     except FileNotFoundError:
         pass
     except OSError:
@@ -221,7 +247,7 @@ class NewFile:
                 view = view[n:]
                 self.size += n
         except OSError as exc:
-            raise InstallError(f"cannot write {self.path} ({exc}); {_write_advice(exc, self.target)}") from None
+            raise InstallError(f"cannot write {self.path} ({exc}); {write_advice(exc, self.target)}") from None
 
     def finish(self) -> "Path":
         """Set the mode and fsync; returns the path (still a temporary name).
@@ -263,7 +289,62 @@ class NewFile:
             self.discard()
 
 
-def _write_advice(exc: OSError, target: "Path") -> str:
+class NewFolder:
+    """A new, empty ``.<name>.new.<token>`` folder beside ``target``, to unpack an update into.
+
+    While it is being filled its descriptor holds an exclusive ``flock`` (POSIX),
+    so a later launch's leftovers cleanup leaves it alone; :meth:`finish` keeps
+    that claim until the folder is swapped in, staged or removed. Use as a
+    context manager: leaving the block with an exception removes the folder.
+    """
+
+    def __init__(self, target: PathLike) -> None:
+        self.target = path(os.path.abspath(os.fspath(target)))
+        self.path = new_path(target)
+        try:
+            os.mkdir(self.path, 0o755)
+            self._fd: Optional[int] = os.open(str(self.path), os.O_RDONLY)
+        except OSError as exc:
+            raise InstallError(
+                f"cannot create {self.path} ({exc}); {write_advice(exc, self.target)}"
+            ) from None
+        if fcntl is not None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # pragma: no cover - a fresh folder: nobody else has it
+                pass
+
+    def advice(self, exc: OSError) -> str:
+        """What to do about a failed write into the folder."""
+        return write_advice(exc, self.target)
+
+    def finish(self) -> "Path":
+        """The filled folder's path (still a temporary name), claimed until swapped, staged or removed."""
+        assert self._fd is not None, "folder already finished"
+        fsync_dir(self.path)
+        keep_claim(self.path, self._fd)
+        self._fd = None
+        return self.path
+
+    def discard(self) -> None:
+        """Close and remove the folder and everything in it; never raises."""
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+        remove_quietly(self.path)
+
+    def __enter__(self) -> "NewFolder":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            self.discard()
+
+
+def write_advice(exc: OSError, target: "Path") -> str:
     """What the user can do about a failed write beside ``target``."""
     if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
         return f"free some disk space in {target.parent} (or raise the disk quota) and retry"
@@ -327,6 +408,9 @@ def swap(new: PathLike, target: PathLike) -> None:
     new = path(new)
     folder, name = split(target)
     target = path(folder) / name
+    if new.is_dir():
+        _swap_folder(new, target)
+        return
     if os.name == "nt":  # pragma: no cover - Windows only
         _swap_windows(new, target)
         return
@@ -347,6 +431,68 @@ def swap(new: PathLike, target: PathLike) -> None:
         ) from None
     release_claim(new)
     fsync_dir(folder)
+
+
+def exchange(a: PathLike, b: PathLike) -> bool:
+    """Atomically exchange the two paths (both must exist); False where the system cannot.
+
+    Linux: ``renameat2(..., RENAME_EXCHANGE)``; macOS: ``renamex_np(..., RENAME_SWAP)``.
+    Raises ``OSError`` for a real failure (permissions, a vanished path).
+    """
+    import ctypes
+    import sys
+
+    a, b = os.fsencode(a), os.fsencode(b)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if sys.platform.startswith("linux"):
+            call = libc.renameat2
+            args: tuple = (-100, a, -100, b, 2)  # AT_FDCWD, RENAME_EXCHANGE
+        elif sys.platform == "darwin":  # pragma: no cover - macOS only
+            call = libc.renamex_np
+            args = (a, b, 2)  # RENAME_SWAP
+        else:  # pragma: no cover
+            return False
+    except (AttributeError, OSError):  # pragma: no cover - an old C library
+        return False
+    if call(*args) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False  # the file system or kernel cannot exchange
+    raise OSError(err, os.strerror(err), os.fsdecode(b))
+
+
+def _swap_folder(new: "Path", target: "Path") -> None:
+    """Put the finished folder ``new`` in place of the folder ``target``; remove the old one."""
+    aside = new_path(target)
+    try:
+        if exchange(new, target):
+            os.rename(new, aside)  # the old folder, out of the way of a new staging
+        else:
+            os.rename(target, aside)
+            try:
+                os.rename(new, target)
+            except OSError:
+                os.rename(aside, target)
+                raise
+    except FileNotFoundError:
+        release_claim(new)
+        raise InstallError(
+            f"the new version {new} vanished before it could replace {target} (another process "
+            "removed it); the old version is kept and the update is fetched again at the next check"
+        ) from None
+    except OSError as exc:
+        remove_quietly(new)
+        raise InstallError(
+            f"cannot switch {target} to the new version ({exc}); the old version is kept. "
+            f"Make {target.parent} writable by the user running the app (a folder app is "
+            "replaced as a whole, inside its parent folder)"
+        ) from None
+    release_claim(new)
+    fsync_dir(target.parent)
+    if not remove_quietly(aside):  # pragma: no cover - a later launch's cleanup removes it
+        log.info("cannot remove the old version %s yet; a later launch removes it", aside)
 
 
 def _swap_windows(new: "Path", target: "Path") -> None:  # pragma: no cover - Windows only

@@ -2,7 +2,7 @@
 
 File names, in the target's folder, for a target named ``<name>``:
 
-``.<name>.staged``         a verified binary waiting for the next launch
+``.<name>.staged``         a verified binary (or app folder) waiting for the next launch
 ``.<name>.staged.json``    its sidecar, written last: it marks the staged file
                            complete (``from``, ``to``, ``sha256``, ``method``, ``bytes``)
 
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, List, Optional
 from . import _files, _lazy
 from ._files import PathLike, beside, remove_quietly
 from ._lazy import log
-from .errors import InstallError
+from .errors import InstallError, SelfUpdateError
 from .settings import LIMITS
 
 if TYPE_CHECKING:
@@ -91,6 +91,8 @@ def promote_to_staged(new: PathLike, target: PathLike, info: StagedInfo) -> "Pat
     staged = staged_path(target)
     sidecar = sidecar_path(target)
     remove_quietly(sidecar)  # an older sidecar must not vouch for the new file
+    if staged.is_dir():  # a folder is not replaced by a rename: remove an older staging first
+        remove_quietly(staged)
     try:
         os.replace(os.fspath(new), staged)
     except OSError as exc:
@@ -139,7 +141,8 @@ def read_staged(target: PathLike) -> Optional[StagedInfo]:
     except Exception as exc:  # any malformation: the file is not ours to trust
         discard_staged(target, f"its sidecar {sidecar.name} is corrupt ({exc})")
         return None
-    if not staged_path(target).is_file():
+    staged = staged_path(target)
+    if not staged.exists() or staged.is_dir() != os.path.isdir(target):
         discard_staged(target, "the staged binary is missing")
         return None
     return info
@@ -207,8 +210,8 @@ def claim_verified(target: PathLike, sha256: bytes) -> "Optional[Path]":
     if private is None:
         return None
     try:
-        ok = _files.file_sha256(private) == sha256
-    except OSError:
+        ok = _files.content_sha256(private) == sha256
+    except (OSError, SelfUpdateError):
         ok = False
     if not ok:
         remove_quietly(private)
@@ -230,8 +233,8 @@ def install_claimed(target: PathLike, info: StagedInfo,
     if private is None:
         return False
     try:
-        digest = _files.file_sha256(private)
-    except OSError as exc:
+        digest = _files.content_sha256(private)
+    except (OSError, SelfUpdateError) as exc:
         remove_quietly(private)
         discard_staged(target, f"it cannot be read ({exc})")
         return False

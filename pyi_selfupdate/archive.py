@@ -285,7 +285,7 @@ class FolderArchive:
 class Unpacker:
     """Unpack a canonical archive, fed as a stream of bytes, into a new folder ``dest``.
 
-    ``dest`` must not exist (it is created 0755). Only what the canonical format
+    ``dest`` must not exist (it is created 0755) or be an empty folder. Only what the canonical format
     holds is accepted: plain relative paths, directories, files, links that
     stay inside ``dest``; nothing is ever written through a link. Feed the
     archive with :meth:`write` and end with :meth:`close`, which checks that the
@@ -310,6 +310,9 @@ class Unpacker:
         self._zeros = 0
         try:
             os.mkdir(self.dest, 0o755)
+        except FileExistsError:
+            if not os.path.isdir(self.dest) or os.listdir(self.dest):
+                raise InstallError(f"{self.dest} exists and is not an empty folder; remove it") from None
         except OSError as exc:
             raise InstallError(f"cannot create {self.dest} ({exc}); {self._advice(exc)}") from None
 

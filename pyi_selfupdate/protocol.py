@@ -20,11 +20,15 @@ from typing import Any, Mapping, Optional
 from urllib.parse import quote_plus
 
 from .errors import ManifestError, InvalidNameError
-from .settings import DEV_VERSION
+from .settings import DEV_VERSION, FILE, FOLDER, KINDS
 
 __all__ = [
     "DEV_VERSION",
     "Manifest",
+    "KIND_KEY",
+    "FILE",
+    "FOLDER",
+    "KINDS",
     "escape",
     "manifest_url",
     "patch_url",
@@ -182,6 +186,11 @@ def current_platform() -> str:
 # -------------------------------------------------------------------- manifest
 
 
+#: The manifest field naming a release's kind, :data:`FOLDER` (Go clients ignore it);
+#: a manifest without it, as go-selfupdate writes them, is a single :data:`FILE`.
+KIND_KEY = "Kind"
+
+
 @dataclass(frozen=True)
 class Manifest:
     """One ``<plat>.json``: the newest version and the SHA-256 of its full binary.
@@ -194,6 +203,21 @@ class Manifest:
     version: str
     sha256: bytes
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        """What the release is: :data:`FILE` (one executable) or :data:`FOLDER` (an app folder).
+
+        A folder release carries ``"Kind": "folder"`` (:data:`KIND_KEY`); a manifest
+        without it, as go-selfupdate writes them, is a single file.
+        """
+        kind = self.extra.get(KIND_KEY, FILE)
+        if kind not in KINDS:
+            raise ManifestError(
+                f"the manifest's {KIND_KEY} is {kind!r}, not one of {', '.join(KINDS)}; "
+                "republish the release with pyi-selfupdate release"
+            )
+        return kind
 
     def __post_init__(self) -> None:
         if len(self.sha256) != 32:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 __all__ = [
-    "Setting", "SETTINGS", "DEFAULTS", "REQUIRED", "MODES", "DEV_VERSION", "defaults", "Settings", "Limits", "LIMITS",
+    "Setting", "SETTINGS", "DEFAULTS", "REQUIRED", "MODES", "DEV_VERSION", "FILE", "FOLDER", "KINDS", "defaults", "Settings", "Limits", "LIMITS",
     "check", "SettingError", "load_embedded",
     "EMBEDDED_DIR", "EMBEDDED_NAME", "EMBEDDED_MARSHAL_NAME", "MARSHAL_VERSION",
 ]
@@ -33,6 +33,12 @@ MODES = ("background", "immediate", "manual")
 
 #: A build whose version is ``dev`` never updates (go-selfupdate's rule).
 DEV_VERSION = "dev"
+
+#: What a release updates: one executable (go-selfupdate's only kind), or an app
+#: folder (onedir, macOS ``.app``) shipped as its canonical archive.
+FILE = "file"
+FOLDER = "folder"
+KINDS = (FILE, FOLDER)
 
 
 @dataclass(frozen=True)

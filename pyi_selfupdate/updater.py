@@ -29,17 +29,19 @@ renamed-aside ``.old``, byte-range lock) are written with care but untested.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterator, Optional, Sequence, Tuple, Union
 
 from . import _files, _instances, _schedule, _staging, signing as _signing
-from ._patch import apply_patch, check_sha256, gunzip_to
-from .errors import ConfigError, SelfUpdateError, SignatureError
+from ._patch import check_sha256, gunzip_to, patch_stream
+from .archive import FolderArchive, Unpacker
+from .errors import ConfigError, PatchError, SelfUpdateError, SignatureError, VerificationError
 from .fetch import (
     Budget,
     Requester,
@@ -52,6 +54,9 @@ from .fetch import (
 )
 from .protocol import (
     DEV_VERSION,
+    FILE,
+    FOLDER,
+    KINDS,
     Manifest,
     current_platform,
     decode_manifest,
@@ -133,6 +138,10 @@ class Updater:
       False never;
     - ``deadline``: seconds one check-and-download may take in all (manifest,
       patch and full binary), however slowly the server sends; None: no limit;
+    - ``kind``: ``"file"`` (default: ``target`` is one executable) or
+      ``"folder"`` (``target`` is an app folder, a onedir app or a macOS
+      ``.app``, updated as a whole through its canonical archive,
+      :mod:`pyi_selfupdate.archive`); a release of the other kind is refused;
     - ``swap_guard``: called right before every swap (under the exclusive
       instance lock); a non-empty string it returns is a reason not to replace
       the target now (the frozen-app bootstrap: other processes still run the
@@ -163,6 +172,7 @@ class Updater:
         allow_http: Optional[bool] = DEFAULTS["allow_http"],
         deadline: Optional[float] = LIMITS.deadline,
         swap_guard: Optional[Callable[[], Optional[str]]] = None,
+        kind: str = FILE,
     ) -> None:
         self.current_version = validate_name(current_version, "current version")
         self.api_url = _setting("api_url", api_url)
@@ -190,6 +200,15 @@ class Updater:
                 )
             target = sys.executable
         self.target = Path(os.path.realpath(os.fspath(target)))
+        if kind not in KINDS:
+            raise ConfigError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        if os.path.exists(self.target) and self.target.is_dir() != (kind == FOLDER):
+            raise ConfigError(
+                f"{self.target} is {'a folder' if self.target.is_dir() else 'a file'}: pass "
+                f"kind={FOLDER if self.target.is_dir() else FILE!r} (a onedir app or a macOS .app is "
+                "updated as a folder, a onefile app as a file)"
+            )
+        self.kind = kind
         self.public_keys = _signing.check_public_keys(public_keys)
         self.allow_http = _setting("allow_http", allow_http)
         for what, url in (("api_url", self.api_url), ("bin_url", self.bin_url),
@@ -400,6 +419,13 @@ class Updater:
         data = read_all(self.requester, url, LIMITS.manifest_bytes, counter)
         manifest = decode_manifest(data, source=url)
         validate_name(manifest.version, f"version in {url}")
+        if manifest.version != self.current_version and manifest.kind != self.kind:
+            raise VerificationError(
+                f"{url} offers {manifest.version} as a {manifest.kind} release, but this app is "
+                f"updated as a {self.kind} ({self.target}); a onefile app never installs a folder, "
+                "nor a folder app a single file: the publisher must release the build of the "
+                "same kind (see the README, changing an app's kind)"
+            )
         self._signed = None
         if self.public_keys:
             self._signed = self._verify_signed(manifest, url)
@@ -449,25 +475,41 @@ class Updater:
         return self._via_full(manifest, counter), "full"
 
     def _via_patch(self, url: str, manifest: Manifest, counter: Budget) -> Path:
-        size = os.path.getsize(self.target)
-        patch = read_all(self.requester, url, self._body_cap(
-            min(LIMITS.binary_bytes, size + LIMITS.patch_slack)), counter)
-        with open(self.target, "rb") as fh:  # read only once a patch is there
-            current = fh.read()
-        new = apply_patch(current, patch, max_new_size=self._binary_cap(
-            min(LIMITS.binary_bytes, 4 * len(current) + LIMITS.patch_slack)))
-        del patch, current
-        check_sha256(hashlib.sha256(new).digest(), manifest.sha256, f"the result of patch {url}")
-        with _files.NewFile(self.target) as out:
-            out.write(new)
-            return out.finish()
+        """Apply the patch to the installed file (or folder's archive), streaming into a new one."""
+        with self._current() as (size, read_old):
+            patch = read_all(self.requester, url, self._body_cap(
+                min(LIMITS.binary_bytes, size + LIMITS.patch_slack)), counter)
+            with _NewTarget(self.target, self.kind) as out:
+                patch_stream(read_old, size, patch, out.write, max_new_size=self._binary_cap(
+                    min(LIMITS.binary_bytes, 4 * size + LIMITS.patch_slack)))
+                del patch
+                check_sha256(out.digest(), manifest.sha256, f"the result of patch {url}")
+                return out.finish()
+
+    @contextlib.contextmanager
+    def _current(self) -> Iterator[Tuple[int, Callable[[int, int], bytes]]]:
+        """``(size, read_at)`` of what the patch applies to: the file, or the folder's archive."""
+        if self.kind == FOLDER:
+            try:
+                archive = FolderArchive(self.target)
+            except SelfUpdateError as exc:
+                raise PatchError(f"cannot rebuild the archive of {self.target}: {exc}") from None
+            with archive:
+                yield archive.size, archive.read_at
+            return
+        with open(self.target, "rb") as fh:
+            def read_at(offset: int, n: int) -> bytes:
+                fh.seek(offset)
+                return fh.read(n)
+
+            yield os.fstat(fh.fileno()).st_size, read_at
 
     def _via_full(self, manifest: Manifest, counter: Budget) -> Path:
         url = full_url(self.bin_url, self.cmd_name, manifest.version, self.platform)
         log.info("downloading %s", url)
         stream = open_stream(self.requester, url)
         try:
-            with _files.NewFile(self.target) as out:
+            with _NewTarget(self.target, self.kind) as out:
                 body_cap = counter.n + self._body_cap(LIMITS.binary_bytes)
                 _size, digest = gunzip_to(reader(stream, url, counter, cap=body_cap),
                                           out.write, max_size=self._binary_cap(LIMITS.binary_bytes),
@@ -476,6 +518,43 @@ class Updater:
                 return out.finish()
         finally:
             close_quietly(stream)
+
+
+class _NewTarget:
+    """Where a download is written: a new file, or a new folder the archive is unpacked into.
+
+    Hashes what it is given (the executable, or the folder's canonical archive).
+    Leaving the ``with`` block with an exception removes it.
+    """
+
+    def __init__(self, target: Path, kind: str) -> None:
+        self._hasher = hashlib.sha256()
+        self._unpacker: Optional[Unpacker] = None
+        if kind == FOLDER:
+            self._out: Any = _files.NewFolder(target)
+            self._unpacker = Unpacker(self._out.path, self._out.advice)
+        else:
+            self._out = _files.NewFile(target)
+
+    def write(self, data: bytes) -> None:
+        self._hasher.update(data)
+        (self._unpacker or self._out).write(data)
+
+    def digest(self) -> bytes:
+        return self._hasher.digest()
+
+    def finish(self) -> Path:
+        """The finished file or folder (a temporary name beside the target)."""
+        if self._unpacker is not None:
+            self._unpacker.close()
+        return self._out.finish()
+
+    def __enter__(self) -> "_NewTarget":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            self._out.discard()
 
 
 def _setting(name: str, value: Any) -> Any:
