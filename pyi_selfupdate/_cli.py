@@ -235,7 +235,7 @@ def _add_rollback(sub: "argparse._SubParsersAction") -> None:
 
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
-    from .release._builtin.sign import rollback
+    from .release._rollback import rollback
 
     def progress(message: str) -> None:
         print(f"pyi-selfupdate: {message}", file=sys.stderr, flush=True)

@@ -239,7 +239,7 @@ def test_an_old_manifest_replayed_is_refused(tree, updater, server, caplog):
 def test_a_deliberate_rollback_is_a_new_release_with_a_higher_serial(tree, updater, server):
     tree.install("1.0")
     assert updater().update().to_version == "2.0"
-    from pyi_selfupdate.release._builtin.sign import rollback
+    from pyi_selfupdate.release._rollback import rollback
 
     rollback(tree.public, CMD, "1.0", options={"sign_keys": [str(tree.key_file)]})
     doc = json.loads((tree.public / MANIFEST).read_bytes())
