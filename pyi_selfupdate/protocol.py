@@ -31,6 +31,9 @@ __all__ = [
     "manifest_path",
     "full_path",
     "patch_path",
+    "GOOS",
+    "GOARCH",
+    "parse_platform",
     "current_platform",
     "go_platform",
     "encode_manifest",
@@ -108,6 +111,23 @@ def patch_path(cmd_name: str, old: str, new: str, plat: str) -> str:
 
 # ------------------------------------------------------------------- platforms
 
+#: GOOS and GOARCH values Go knows (``go tool dist list``).
+GOOS = frozenset(
+    "aix android darwin dragonfly freebsd hurd illumos ios js linux netbsd openbsd "
+    "plan9 solaris wasip1 windows zos".split()
+)
+GOARCH = frozenset(
+    "386 amd64 arm arm64 loong64 mips mips64 mips64le mipsle ppc64 ppc64le riscv64 "
+    "s390x sparc64 wasm".split()
+)
+
+def parse_platform(name: str) -> Optional[str]:
+    """``name`` if it is a known ``<GOOS>-<GOARCH>`` platform name, else None."""
+    goos, _, goarch = name.partition("-")
+    return name if goos in GOOS and goarch in GOARCH else None
+
+
+#: ``sys.platform`` values (or their prefixes) and the GOOS they run.
 _GOOS = {
     "linux": "linux",
     "darwin": "darwin",
@@ -122,6 +142,7 @@ _GOOS = {
     "aix": "aix",
 }
 
+#: ``platform.machine()`` values and the GOARCH they run.
 _GOARCH = {
     "x86_64": "amd64",
     "amd64": "amd64",
