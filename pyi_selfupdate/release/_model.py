@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from ..errors import InvalidNameError, ReleaseError
-from ..protocol import validate_name
+from ..protocol import full_path, manifest_path, patch_path, validate_name
 
 __all__ = [
     "Artifact",
@@ -44,16 +44,16 @@ class Artifact:
     @property
     def manifest_relpath(self) -> str:
         """``<cmd>/<plat>.json`` relative to the output folder."""
-        return f"{self.cmd_name}/{self.platform}.json"
+        return manifest_path(self.cmd_name, self.platform)
 
     @property
     def full_relpath(self) -> str:
         """``<cmd>/<version>/<plat>.gz`` relative to the output folder."""
-        return f"{self.cmd_name}/{self.version}/{self.platform}.gz"
+        return full_path(self.cmd_name, self.version, self.platform)
 
     def patch_relpath(self, old_version: str) -> str:
         """``<cmd>/<old>/<version>/<plat>`` relative to the output folder."""
-        return f"{self.cmd_name}/{old_version}/{self.version}/{self.platform}"
+        return patch_path(self.cmd_name, old_version, self.version, self.platform)
 
 
 @dataclass(frozen=True)

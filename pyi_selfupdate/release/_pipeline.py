@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, List, Mapping, Optional, Tuple
 
 from ..errors import InvalidNameError, ReleaseError, SelfUpdateError
-from ..protocol import DEV_VERSION, decode_manifest, encode_manifest, validate_name
+from ..protocol import DEV_VERSION, decode_manifest, encode_manifest, full_path, validate_name
 from ._manager import get_plugin_manager
 from ._model import (
     Artifact,
@@ -136,7 +136,7 @@ def _earlier_versions(context: ReleaseContext, artifact: Artifact) -> List[Tuple
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
         if entry.name == artifact.version or not entry.is_dir():
             continue
-        gz = entry / f"{artifact.platform}.gz"
+        gz = Path(context.out) / full_path(artifact.cmd_name, entry.name, artifact.platform)
         if gz.is_file():
             found.append((entry.name, gz))
     return found

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from ..errors import ReleaseError
+from ..protocol import full_path
 from ._model import ProgressCallback, ReleaseSummary
 from ._pipeline import _name, release
 
@@ -38,7 +39,8 @@ def rollback(
     """
     _name(cmd_name, "cmd name")
     _name(version, "version")
-    app = Path(os.fspath(out)) / cmd_name
+    root = Path(os.fspath(out))
+    app = root / cmd_name
     folder = app / version
     available = sorted(p.name[: -len(".gz")] for p in folder.glob("*.gz")) if folder.is_dir() else []
     if platform is not None:
@@ -54,7 +56,7 @@ def rollback(
     tmp = Path(tempfile.mkdtemp(prefix="pyi-selfupdate-rollback-"))
     try:
         for plat in available:
-            with gzip.open(folder / f"{plat}.gz", "rb") as src, open(tmp / plat, "wb") as dst:
+            with gzip.open(root / full_path(cmd_name, version, plat), "rb") as src, open(tmp / plat, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
         if len(available) == 1:
             source = tmp / available[0]
