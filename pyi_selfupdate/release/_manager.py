@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import Any, Iterable
+from typing import Any, Iterable, TypeVar
 
 import pluggy
 
+from ..errors import ReleaseError
 from . import hookspecs
 
 log = logging.getLogger("pyi_selfupdate.release")
@@ -26,6 +27,28 @@ DEFAULT_PLUGINS = [
     "sign",
     "publish",
 ]
+
+#: The hooks a release cannot do without (first result wins), and the built-in
+#: plugin that answers each.
+REQUIRED_HOOKS = {
+    "release_collect": "collect",
+    "release_compress": "compress",
+    "release_diff": "diff",
+    "release_manifest": "manifest",
+    "release_write_file": "publish",
+}
+
+T = TypeVar("T")
+
+
+def answered(result: "T | None", hook: str, what: str) -> T:
+    """``result`` of the required ``hook``; refuse the release when no plugin answered.
+
+    ``what`` says what the answer does ("compressed the release", ...).
+    """
+    if result is None:
+        raise ReleaseError(f"no plugin {what}; keep the built-in {REQUIRED_HOOKS[hook]} plugin registered")
+    return result
 
 
 def get_plugin_manager(plugins: Iterable[Any] = (), *, entry_points: bool = True) -> pluggy.PluginManager:

@@ -8,6 +8,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from ..errors import InvalidNameError, ReleaseError
 from ..protocol import full_path, manifest_path, patch_path, validate_name
+from ._manager import answered
 
 __all__ = [
     "Artifact",
@@ -210,8 +211,4 @@ class ReleaseContext:
         """Write ``data`` to ``relpath`` in the output folder through the pipeline."""
         self.target(relpath)
         result = self.pm.hook.release_write_file(context=self, relpath=relpath, data=data)
-        if result is None:
-            raise ReleaseError(
-                f"no plugin wrote {relpath!r}; the built-in publish plugin must stay registered"
-            )
-        return Path(result)
+        return Path(answered(result, "release_write_file", f"wrote {relpath!r}"))

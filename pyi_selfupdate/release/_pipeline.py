@@ -16,7 +16,7 @@ from typing import Any, Iterable, List, Mapping, Optional, Tuple
 
 from ..errors import InvalidNameError, ReleaseError, SelfUpdateError
 from ..protocol import DEV_VERSION, decode_manifest, encode_manifest, full_path, validate_name
-from ._manager import get_plugin_manager
+from ._manager import answered, get_plugin_manager
 from ._model import (
     Artifact,
     ArtifactSummary,
@@ -157,10 +157,9 @@ def _release_artifact(context: ReleaseContext, artifact: Artifact) -> ArtifactSu
     else:
         context.report(f"compressing {label} ({_human(artifact.size)})")
         data = _read_checked(artifact)
-        gz = pm.hook.release_compress(context=context, artifact=artifact, data=data)
+        gz = answered(pm.hook.release_compress(context=context, artifact=artifact, data=data),
+                      "release_compress", "compressed the release")
         del data
-        if gz is None:
-            raise ReleaseError("no plugin compressed the release; keep the built-in compress plugin registered")
         context.write_file(artifact.full_relpath, gz)
         summary.gz_size = len(gz)
         del gz
@@ -184,9 +183,8 @@ def _release_artifact(context: ReleaseContext, artifact: Artifact) -> ArtifactSu
             + ", ".join(j.old_version for j in jobs)
         )
         started = time.monotonic()
-        results = pm.hook.release_diff(context=context, artifact=artifact, jobs=jobs)
-        if results is None:
-            raise ReleaseError("no plugin computed the patches; keep the built-in diff plugin registered")
+        results = answered(pm.hook.release_diff(context=context, artifact=artifact, jobs=jobs),
+                           "release_diff", "computed the patches")
         done = 0
         try:
             for job, patch in results:
@@ -290,9 +288,8 @@ def release(
     manifests: List[Tuple[str, bytes]] = []
     for artifact in context.artifacts:
         art_summary = _release_artifact(context, artifact)
-        manifest = pm.hook.release_manifest(context=context, artifact=artifact)
-        if manifest is None:
-            raise ReleaseError("no plugin built the manifest; keep the built-in manifest plugin registered")
+        manifest = answered(pm.hook.release_manifest(context=context, artifact=artifact),
+                            "release_manifest", "built the manifest")
         art_summary.manifest_extra = dict(manifest.extra)
         manifests.append((artifact.manifest_relpath, encode_manifest(manifest)))
         summary.artifacts.append(art_summary)
