@@ -171,7 +171,8 @@ class ReleaseContext:
     """The state of one release, handed to every hook.
 
     ``options`` carries settings for plugins (the CLI fills it from its
-    options, e.g. ``sign_keys``); ``artifacts`` is set by the collect step.
+    options, e.g. ``sign_keys``), ``stash`` their state; ``artifacts`` is set
+    by the collect step.
     Plugins may call :meth:`write_file` to add a file to the output tree
     (atomically, through the ``release_write_file`` hook).
     """
@@ -183,6 +184,9 @@ class ReleaseContext:
     platform: Optional[str] = None
     options: Dict[str, Any] = field(default_factory=dict)
     progress: Optional[ProgressCallback] = None
+    #: State plugins keep for this release, each under a key of its own (its
+    #: module name, say); ``options`` stay the caller's settings, never written.
+    stash: Dict[str, Any] = field(default_factory=dict)
     artifacts: List[Artifact] = field(default_factory=list)
     #: The ``pluggy.PluginManager`` running this release (its ``hook`` attribute).
     pm: Any = None

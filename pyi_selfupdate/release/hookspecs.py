@@ -35,7 +35,8 @@ Order of a release, and of the hooks:
    files are not all there; then ``release_finished``.
 
 Hooks receive a :class:`~pyi_selfupdate.release.ReleaseContext` (``path``,
-``version``, ``out``, ``cmd_name``, ``platform``, ``options``, ``artifacts``,
+``version``, ``out``, ``cmd_name``, ``platform``, ``options`` (settings, read
+only), ``stash`` (plugin state, under a key of each plugin's own), ``artifacts``,
 ``report(msg)``, ``write_file(relpath, data)``) and, per artifact, an
 :class:`~pyi_selfupdate.release.Artifact` (``path``, ``cmd_name``,
 ``platform``, ``version``, ``size``, ``sha256`` of the full binary, and a

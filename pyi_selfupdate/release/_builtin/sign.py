@@ -32,11 +32,8 @@ from ..hookspecs import hookimpl
 
 log = logging.getLogger("pyi_selfupdate.release")
 
-_KEYS = "_sign_private_keys"
-
-
 def _keys(context: ReleaseContext) -> List[signing.PrivateKey]:
-    cached = context.options.get(_KEYS)
+    cached = context.stash.get(__name__)
     if cached is not None:
         return cached
     keys: List[signing.PrivateKey] = []
@@ -48,7 +45,7 @@ def _keys(context: ReleaseContext) -> List[signing.PrivateKey]:
             keys.append(signing.load_private_key(os.fspath(item)))
         except ConfigError as exc:
             raise ReleaseError(f"cannot sign the release: {exc}") from None
-    context.options[_KEYS] = keys
+    context.stash[__name__] = keys
     return keys
 
 
