@@ -197,7 +197,7 @@ def _add_keygen(sub: "argparse._SubParsersAction") -> None:
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
-    from .signing import generate_private_key, write_private_key
+    from .release.keys import generate_private_key, write_private_key
 
     key = generate_private_key()
     write_private_key(args.keyfile, key)

@@ -4,7 +4,7 @@ Options (``context.options``, filled by ``pyi-selfupdate release``):
 
 ``sign_keys``
     key files written by ``pyi-selfupdate keygen`` (or
-    :class:`~pyi_selfupdate.signing.PrivateKey` objects); several sign with
+    :class:`~pyi_selfupdate.release.keys.PrivateKey` objects); several sign with
     each key, for a rotation. Without any, manifests are left unsigned.
 ``expires_days``
     the manifest expires that many days from now (clients refuse it after).
@@ -27,22 +27,23 @@ from typing import Any, Dict, List, Optional
 from ... import signing
 from ...errors import ConfigError, ManifestError, ReleaseError
 from ...protocol import Manifest, decode_manifest
+from ..keys import PrivateKey, load_private_key, sign_fields
 from .._model import Artifact, ReleaseContext
 from ..hookspecs import hookimpl
 
 log = logging.getLogger("pyi_selfupdate.release")
 
-def _keys(context: ReleaseContext) -> List[signing.PrivateKey]:
+def _keys(context: ReleaseContext) -> List[PrivateKey]:
     cached = context.stash.get(__name__)
     if cached is not None:
         return cached
-    keys: List[signing.PrivateKey] = []
+    keys: List[PrivateKey] = []
     for item in context.options.get("sign_keys") or ():
-        if isinstance(item, signing.PrivateKey):
+        if isinstance(item, PrivateKey):
             keys.append(item)
             continue
         try:
-            keys.append(signing.load_private_key(os.fspath(item)))
+            keys.append(load_private_key(os.fspath(item)))
         except ConfigError as exc:
             raise ReleaseError(f"cannot sign the release: {exc}") from None
     context.stash[__name__] = keys
@@ -116,7 +117,7 @@ def release_manifest_fields(context: ReleaseContext, artifact: Artifact, manifes
         if isinstance(days, bool) or not isinstance(days, (int, float)) or days <= 0:
             raise ReleaseError(f"--expires must be a positive number of days, not {days!r}")
         expires = _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(days=days)
-    fields = signing.sign_fields(
+    fields = sign_fields(
         keys,
         cmd_name=artifact.cmd_name,
         platform=artifact.platform,
