@@ -21,7 +21,17 @@ from .errors import SelfUpdateError
 
 #: Options of the release parser that are arguments of release() itself; any
 #: other option added to the parser reaches the plugins as context.options[dest].
-_RELEASE_ARGS = ("command", "func", "verbose", "path", "version", "out", "platform", "cmd_name")
+_RELEASE_ARGS = ("command", "func", "verbose", "path", "version", "out", "platform", "cmd_name", "disable")
+
+
+def _blocked_plugin(value: str) -> str:
+    """The NAME of ``-p no:NAME``."""
+    if not value.startswith("no:") or value == "no:":
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not no:NAME; -p only blocks a built-in plugin (e.g. -p no:frozen), "
+            "other plugins load from the pyi_selfupdate entry-point group"
+        )
+    return value[3:]
 
 
 def _add_signing_options(p: argparse.ArgumentParser) -> None:
@@ -54,6 +64,9 @@ def _add_release(sub: "argparse._SubParsersAction") -> None:
                    help="name clients ask updates for (default: the executable's name without .exe; "
                    "required for a folder of <os>-<arch> files)")
     _add_signing_options(p)
+    p.add_argument("-p", dest="disable", action="append", default=[], type=_blocked_plugin, metavar="no:NAME",
+                   help="do not load the built-in plugin NAME, as pytest's -p no:NAME (repeatable); one "
+                   "whose job a release needs only when another plugin does that job")
     p.add_argument("path", metavar="PATH", help="the executable, or the folder holding the executables")
     p.add_argument("version", metavar="VERSION", help="the version being released, e.g. 1.2")
     p.set_defaults(func=_cmd_release)
@@ -74,6 +87,7 @@ def _cmd_release(args: argparse.Namespace) -> int:
         cmd_name=args.cmd_name,
         progress=progress,
         options=options,
+        disable=args.disable,
     )
     print(summary.format_table())
     return 0

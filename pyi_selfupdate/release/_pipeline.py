@@ -235,6 +235,7 @@ def release(
     plugins: Iterable[Any] = (),
     progress: Optional[ProgressCallback] = None,
     options: Optional[Mapping[str, Any]] = None,
+    disable: Iterable[str] = (),
 ) -> ReleaseSummary:
     """Release ``version`` of the executable(s) at ``path`` into the tree at ``out``.
 
@@ -246,8 +247,10 @@ def release(
     folder of ``<os>-<arch>`` files. ``plugins`` are extra pluggy plugins
     (objects or modules with :data:`hookimpl` functions) added to the built-ins
     and to the ``pyi_selfupdate`` entry points; ``options`` is handed to them
-    as ``context.options`` (e.g. ``sign_keys``, ``diff_workers``). ``progress``
-    receives one line per slow step.
+    as ``context.options`` (e.g. ``sign_keys``, ``diff_workers``). ``disable``
+    names built-in plugins to leave out, like ``-p no:NAME`` (for example
+    ``["frozen"]``); a required one only when a plugin passed in replaces it.
+    ``progress`` receives one line per slow step.
 
     Raises :class:`~pyi_selfupdate.errors.ReleaseError` (with nothing written)
     for a wrong input, a name that could escape the tree, a version already
@@ -267,7 +270,7 @@ def release(
         from ._builtin.collect import check_platform
 
         check_platform(platform)
-    pm = get_plugin_manager(plugins)
+    pm = get_plugin_manager(plugins, disable=disable)
     context = ReleaseContext(
         path=Path(os.fspath(path)),
         version=version,
