@@ -16,7 +16,8 @@ import pytest
 from pyi_selfupdate import signing
 from pyi_selfupdate.errors import ConfigError, SignatureError, VerificationError
 from pyi_selfupdate.protocol import Manifest, decode_manifest, encode_manifest
-from pyi_selfupdate.release.keys import PrivateKey, generate_private_key, load_private_key, sign_fields, write_private_key
+from pyi_selfupdate.release.keys import (PrivateKey, generate_private_key, load_private_key, sign_fields,
+                                         write_private_key)
 
 REPO = Path(__file__).resolve().parents[2]
 UTC = dt.timezone.utc
