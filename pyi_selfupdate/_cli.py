@@ -52,14 +52,15 @@ def _add_tree_options(p: argparse.ArgumentParser, *, out: str, platform: str, cm
 
 
 def _run_release(run: Callable[..., Any], args: argparse.Namespace, *positionals: str, **kwargs: Any) -> int:
-    """Call ``release`` or ``rollback`` with the tree options, progress on stderr, and print
-    the summary table."""
+    """Call ``release`` or ``rollback`` with the options of :func:`_add_tree_options`,
+    progress on stderr, and print the summary table."""
 
     def progress(message: str) -> None:
         print(f"pyi-selfupdate: {message}", file=sys.stderr, flush=True)
 
     options = {k: v for k, v in vars(args).items() if k not in _RELEASE_ARGS}
-    summary = run(*positionals, platform=args.platform, options=options, progress=progress, **kwargs)
+    summary = run(*positionals, out=args.out, platform=args.platform, cmd_name=args.cmd_name,
+                  options=options, progress=progress, **kwargs)
     print(summary.format_table())
     return 0
 
@@ -92,8 +93,7 @@ def _add_release(sub: "argparse._SubParsersAction") -> None:
 def _cmd_release(args: argparse.Namespace) -> int:
     from .release import release
 
-    return _run_release(release, args, args.path, args.version, out=args.out, cmd_name=args.cmd_name,
-                        disable=args.disable)
+    return _run_release(release, args, args.path, args.version, disable=args.disable)
 
 
 # ----------------------------------------------------------------------- init
@@ -256,7 +256,7 @@ def _add_rollback(sub: "argparse._SubParsersAction") -> None:
 def _cmd_rollback(args: argparse.Namespace) -> int:
     from .release._rollback import rollback
 
-    return _run_release(rollback, args, args.out, args.cmd_name, args.version)
+    return _run_release(rollback, args, version=args.version)
 
 
 # --------------------------------------------------------------------- main

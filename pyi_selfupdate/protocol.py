@@ -125,6 +125,7 @@ GOARCH = frozenset(
     "s390x sparc64 wasm".split()
 )
 
+
 def parse_platform(name: str) -> Optional[str]:
     """``name`` if it is a known ``<GOOS>-<GOARCH>`` platform name, else None."""
     goos, _, goarch = name.partition("-")

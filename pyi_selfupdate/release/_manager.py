@@ -62,7 +62,7 @@ def get_plugin_manager(
     hook is required (:data:`REQUIRED_HOOKS`) may only be left out when another
     plugin implements that hook.
     """
-    disable = [disable] if isinstance(disable, str) else list(disable)
+    disable = list(disable)
     for name in disable:
         if name not in DEFAULT_PLUGINS:
             raise ReleaseError(

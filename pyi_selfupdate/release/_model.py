@@ -184,12 +184,12 @@ class ReleaseContext:
     platform: Optional[str] = None
     options: Dict[str, Any] = field(default_factory=dict)
     progress: Optional[ProgressCallback] = None
-    #: State plugins keep for this release, each under a key of its own (its
-    #: module name, say); ``options`` stay the caller's settings, never written.
-    stash: Dict[str, Any] = field(default_factory=dict)
     artifacts: List[Artifact] = field(default_factory=list)
     #: The ``pluggy.PluginManager`` running this release (its ``hook`` attribute).
     pm: Any = None
+    #: State plugins keep for this release, each under a key of its own (its
+    #: module name, say); ``options`` stay the caller's settings, never written.
+    stash: Dict[str, Any] = field(default_factory=dict)
 
     def report(self, message: str) -> None:
         """Send one progress line to the caller (no-op without a callback)."""

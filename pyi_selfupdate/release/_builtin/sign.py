@@ -33,6 +33,7 @@ from ..hookspecs import hookimpl
 
 log = logging.getLogger("pyi_selfupdate.release")
 
+
 def _keys(context: ReleaseContext) -> List[PrivateKey]:
     cached = context.stash.get(__name__)
     if cached is not None:
@@ -133,4 +134,3 @@ def release_manifest_fields(context: ReleaseContext, artifact: Artifact, manifes
         + f", key(s) {', '.join(s['KeyId'] for s in fields['Signatures'])}"
     )
     return fields
-
