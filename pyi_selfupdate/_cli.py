@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import List, Optional
+from typing import Any, Callable, List, Optional
 
 from .errors import SelfUpdateError
 
@@ -19,13 +19,28 @@ from .errors import SelfUpdateError
 # ------------------------------------------------------------------- release
 
 
-#: Options of the release parser that are arguments of release() itself; any
-#: other option added to the parser reaches the plugins as context.options[dest].
-_RELEASE_ARGS = ("command", "func", "verbose", "path", "version", "out", "platform", "cmd_name")
+#: Options of the release and rollback parsers that are arguments of release()
+#: itself; any other option reaches the plugins as context.options[dest].
+_RELEASE_ARGS = ("command", "func", "verbose", "path", "version", "out", "platform", "cmd_name", "disable")
 
 
-def _add_signing_options(p: argparse.ArgumentParser) -> None:
-    """--sign-key, --expires and --serial, shared by release and rollback."""
+def _blocked_plugin(value: str) -> str:
+    """The NAME of ``-p no:NAME``."""
+    if not value.startswith("no:") or value == "no:":
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not no:NAME; -p only blocks a built-in plugin (e.g. -p no:frozen), "
+            "other plugins load from the pyi_selfupdate entry-point group"
+        )
+    return value[3:]
+
+
+def _add_tree_options(p: argparse.ArgumentParser, *, out: str, platform: str, cmd_name: str,
+                      cmd_name_required: bool = False) -> None:
+    """-o, --platform, --cmd-name (with these helps), --sign-key, --expires and --serial,
+    shared by release and rollback."""
+    p.add_argument("-o", "--out", default="public", metavar="OUT", help=out)
+    p.add_argument("--platform", metavar="OS-ARCH", help=platform)
+    p.add_argument("--cmd-name", required=cmd_name_required, metavar="NAME", help=cmd_name)
     p.add_argument("--sign-key", dest="sign_keys", action="append", metavar="KEYFILE",
                    help="sign the manifests with this key from `pyi-selfupdate keygen` (repeat the "
                    "option to sign with an old and a new key during a rotation)")
@@ -34,6 +49,20 @@ def _add_signing_options(p: argparse.ArgumentParser) -> None:
                    "a server cannot freeze apps on an old release); re-sign before with `rollback`")
     p.add_argument("--serial", type=int, metavar="N",
                    help="serial of the signed release (default: the current manifest's Serial + 1)")
+
+
+def _run_release(run: Callable[..., Any], args: argparse.Namespace, *positionals: str, **kwargs: Any) -> int:
+    """Call ``release`` or ``rollback`` with the options of :func:`_add_tree_options`,
+    progress on stderr, and print the summary table."""
+
+    def progress(message: str) -> None:
+        print(f"pyi-selfupdate: {message}", file=sys.stderr, flush=True)
+
+    options = {k: v for k, v in vars(args).items() if k not in _RELEASE_ARGS}
+    summary = run(*positionals, out=args.out, platform=args.platform, cmd_name=args.cmd_name,
+                  options=options, progress=progress, **kwargs)
+    print(summary.format_table())
+    return 0
 
 
 def _add_release(sub: "argparse._SubParsersAction") -> None:
@@ -46,14 +75,16 @@ def _add_release(sub: "argparse._SubParsersAction") -> None:
         "holding one executable, or a PyInstaller dist/ folder holding one onefile executable. "
         "Options may come before or after PATH and VERSION.",
     )
-    p.add_argument("-o", "--out", default="public", metavar="OUT",
-                   help="root of the update tree (default: public); the release goes in OUT/<cmd>/")
-    p.add_argument("--platform", metavar="OS-ARCH",
-                   help="platform of a single executable, as Go names it (default: this machine's)")
-    p.add_argument("--cmd-name", metavar="NAME",
-                   help="name clients ask updates for (default: the executable's name without .exe; "
-                   "required for a folder of <os>-<arch> files)")
-    _add_signing_options(p)
+    _add_tree_options(
+        p,
+        out="root of the update tree (default: public); the release goes in OUT/<cmd>/",
+        platform="platform of a single executable, as Go names it (default: this machine's)",
+        cmd_name="name clients ask updates for (default: the executable's name without .exe; "
+        "required for a folder of <os>-<arch> files)",
+    )
+    p.add_argument("-p", dest="disable", action="append", default=[], type=_blocked_plugin, metavar="no:NAME",
+                   help="do not load the built-in plugin NAME, as pytest's -p no:NAME (repeatable); one "
+                   "whose job a release needs only when another plugin does that job")
     p.add_argument("path", metavar="PATH", help="the executable, or the folder holding the executables")
     p.add_argument("version", metavar="VERSION", help="the version being released, e.g. 1.2")
     p.set_defaults(func=_cmd_release)
@@ -62,21 +93,7 @@ def _add_release(sub: "argparse._SubParsersAction") -> None:
 def _cmd_release(args: argparse.Namespace) -> int:
     from .release import release
 
-    def progress(message: str) -> None:
-        print(f"pyi-selfupdate: {message}", file=sys.stderr, flush=True)
-
-    options = {k: v for k, v in vars(args).items() if k not in _RELEASE_ARGS}
-    summary = release(
-        args.path,
-        args.version,
-        out=args.out,
-        platform=args.platform,
-        cmd_name=args.cmd_name,
-        progress=progress,
-        options=options,
-    )
-    print(summary.format_table())
-    return 0
+    return _run_release(release, args, args.path, args.version, disable=args.disable)
 
 
 # ----------------------------------------------------------------------- init
@@ -197,7 +214,7 @@ def _add_keygen(sub: "argparse._SubParsersAction") -> None:
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
-    from .signing import generate_private_key, write_private_key
+    from .release.keys import generate_private_key, write_private_key
 
     key = generate_private_key()
     write_private_key(args.keyfile, key)
@@ -225,26 +242,21 @@ def _add_rollback(sub: "argparse._SubParsersAction") -> None:
         "it, while a replayed old manifest stays refused. Rolling back to the current version "
         "re-signs it (e.g. to renew --expires).",
     )
-    p.add_argument("-o", "--out", default="public", metavar="OUT", help="root of the update tree (default: public)")
-    p.add_argument("--cmd-name", required=True, metavar="NAME", help="the app's name in the tree")
-    p.add_argument("--platform", metavar="OS-ARCH",
-                   help="only this platform (default: every platform released for VERSION)")
+    _add_tree_options(
+        p,
+        out="root of the update tree (default: public)",
+        platform="only this platform (default: every platform released for VERSION)",
+        cmd_name="the app's name in the tree",
+        cmd_name_required=True,
+    )
     p.add_argument("version", metavar="VERSION", help="the released version to publish again")
-    _add_signing_options(p)
     p.set_defaults(func=_cmd_rollback)
 
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
-    from .release._builtin.sign import rollback
+    from .release._rollback import rollback
 
-    def progress(message: str) -> None:
-        print(f"pyi-selfupdate: {message}", file=sys.stderr, flush=True)
-
-    options = {k: getattr(args, k) for k in ("sign_keys", "expires_days", "serial") if getattr(args, k) is not None}
-    summary = rollback(args.out, args.cmd_name, args.version, platform=args.platform,
-                       options=options, progress=progress)
-    print(summary.format_table())
-    return 0
+    return _run_release(rollback, args, version=args.version)
 
 
 # --------------------------------------------------------------------- main

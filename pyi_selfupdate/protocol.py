@@ -36,6 +36,9 @@ __all__ = [
     "manifest_path",
     "full_path",
     "patch_path",
+    "GOOS",
+    "GOARCH",
+    "parse_platform",
     "current_platform",
     "go_platform",
     "encode_manifest",
@@ -79,38 +82,60 @@ def escape(segment: str) -> str:
 
 def manifest_url(api_url: str, cmd_name: str, plat: str) -> str:
     """``ApiURL + esc(cmd) + "/" + esc(plat) + ".json"`` (the base must end in ``/``)."""
-    return f"{api_url}{escape(cmd_name)}/{escape(plat)}.json"
+    return api_url + manifest_path(escape(cmd_name), escape(plat))
 
 
 def patch_url(diff_url: str, cmd_name: str, current: str, new: str, plat: str) -> str:
     """``DiffURL + esc(cmd) + "/" + esc(cur) + "/" + esc(new) + "/" + esc(plat)``."""
-    return f"{diff_url}{escape(cmd_name)}/{escape(current)}/{escape(new)}/{escape(plat)}"
+    return diff_url + patch_path(escape(cmd_name), escape(current), escape(new), escape(plat))
 
 
 def full_url(bin_url: str, cmd_name: str, new: str, plat: str) -> str:
     """``BinURL + esc(cmd) + "/" + esc(new) + "/" + esc(plat) + ".gz"``."""
-    return f"{bin_url}{escape(cmd_name)}/{escape(new)}/{escape(plat)}.gz"
+    return bin_url + full_path(escape(cmd_name), escape(new), escape(plat))
 
 
 # ------------------------------------------------------------ release tree paths
-# Relative POSIX paths inside the published tree; the server decodes the escaped
-# URL segments back to these raw names.
+# Relative POSIX paths inside the published tree: the layout of the tree, from
+# which the URLs above are built (with escaped segments); the server decodes
+# the escaped URL segments back to these raw names.
 
 
 def manifest_path(cmd_name: str, plat: str) -> str:
+    """``<cmd>/<plat>.json``: the newest release's manifest."""
     return f"{cmd_name}/{plat}.json"
 
 
 def full_path(cmd_name: str, version: str, plat: str) -> str:
+    """``<cmd>/<version>/<plat>.gz``: the gzipped full binary."""
     return f"{cmd_name}/{version}/{plat}.gz"
 
 
 def patch_path(cmd_name: str, old: str, new: str, plat: str) -> str:
+    """``<cmd>/<old>/<new>/<plat>``: the bsdiff patch from ``old`` to ``new``."""
     return f"{cmd_name}/{old}/{new}/{plat}"
 
 
 # ------------------------------------------------------------------- platforms
 
+#: GOOS and GOARCH values Go knows (``go tool dist list``).
+GOOS = frozenset(
+    "aix android darwin dragonfly freebsd hurd illumos ios js linux netbsd openbsd "
+    "plan9 solaris wasip1 windows zos".split()
+)
+GOARCH = frozenset(
+    "386 amd64 arm arm64 loong64 mips mips64 mips64le mipsle ppc64 ppc64le riscv64 "
+    "s390x sparc64 wasm".split()
+)
+
+
+def parse_platform(name: str) -> Optional[str]:
+    """``name`` if it is a known ``<GOOS>-<GOARCH>`` platform name, else None."""
+    goos, _, goarch = name.partition("-")
+    return name if goos in GOOS and goarch in GOARCH else None
+
+
+#: ``sys.platform`` values (or their prefixes) and the GOOS they run.
 _GOOS = {
     "linux": "linux",
     "darwin": "darwin",
@@ -125,6 +150,7 @@ _GOOS = {
     "aix": "aix",
 }
 
+#: ``platform.machine()`` values and the GOARCH they run.
 _GOARCH = {
     "x86_64": "amd64",
     "amd64": "amd64",

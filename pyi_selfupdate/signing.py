@@ -1,4 +1,4 @@
-"""Signed updates: Ed25519 keys, the signed manifest fields, and their verification.
+"""Signed updates: the signed manifest fields, public keys, and their verification.
 
 go-selfupdate trusts whoever serves the manifest: the SHA-256 it checks arrives
 next to the file it checks. A signed manifest adds fields that a publisher's
@@ -33,7 +33,8 @@ JSON with sorted keys has a single encoding for these value types, and the
 domain prefix keeps the signature from being valid for anything else.
 
 The Ed25519 implementation is PyNaCl (libsodium): see SECURITY.md for why.
-The running app only verifies; the release side signs.
+The running app only verifies; the release side signs, with the private keys
+of :mod:`pyi_selfupdate.release.keys`.
 """
 
 from __future__ import annotations
@@ -44,14 +45,13 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import stat
 from dataclasses import dataclass
 from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _lazy
 from ._files import write_atomic
 from .errors import ConfigError, SignatureError
-from .protocol import Manifest, validate_name
+from .protocol import Manifest
 from .settings import LIMITS
 
 __all__ = [
@@ -59,7 +59,6 @@ __all__ = [
     "DOMAIN",
     "SIGNED_KEYS",
     "SignedInfo",
-    "PrivateKey",
     "UnsignedManifestError",
     "UntrustedKeyError",
     "BadSignatureError",
@@ -67,17 +66,12 @@ __all__ = [
     "ExpiredManifestError",
     "RollbackError",
     "MixAndMatchError",
-    "generate_private_key",
-    "write_private_key",
-    "load_private_key",
     "parse_public_key",
     "format_public_key",
     "key_id",
     "signed_message",
-    "sign_fields",
     "verify_manifest",
     "is_signed",
-    "format_expires",
     "parse_expires",
     "SerialState",
     "read_serial_state",
@@ -90,8 +84,6 @@ log = _lazy.logger("pyi_selfupdate.signing")  # attaches the package's NullHandl
 
 #: Public keys are written ``ed25519:<standard base64 of the 32 raw bytes>``.
 PUBLIC_KEY_PREFIX = "ed25519:"
-#: Private key files hold one line ``ed25519-private:<base64 of the 32-byte seed>``.
-PRIVATE_KEY_PREFIX = "ed25519-private:"
 #: Domain separation: a signature over a manifest is valid for nothing else.
 DOMAIN = b"pyi-selfupdate-manifest-v1\n"
 
@@ -188,127 +180,7 @@ def parse_public_key(text: str) -> bytes:
         ) from None
 
 
-@dataclass(frozen=True)
-class PrivateKey:
-    """An Ed25519 signing key (the 32-byte seed) and where it came from."""
-
-    seed: bytes
-    source: str = "<memory>"
-
-    def __repr__(self) -> str:  # never show the secret
-        return f"PrivateKey(key_id={self.key_id!r}, source={self.source!r})"
-
-    @property
-    def public_key(self) -> bytes:
-        """The raw 32-byte public key."""
-        return bytes(_nacl_signing().SigningKey(self.seed).verify_key)
-
-    @property
-    def public_key_text(self) -> str:
-        """The public key as ``ed25519:<base64>``."""
-        return format_public_key(self.public_key)
-
-    @property
-    def key_id(self) -> str:
-        """Short id of the public key, as written in ``Signatures[].KeyId``."""
-        return key_id(self.public_key)
-
-    def sign(self, message: bytes) -> bytes:
-        """The 64-byte Ed25519 signature of ``message``."""
-        return bytes(_nacl_signing().SigningKey(self.seed).sign(message).signature)
-
-
-def generate_private_key() -> PrivateKey:
-    """A new random Ed25519 key (seed from the operating system's CSPRNG)."""
-    return PrivateKey(os.urandom(32))
-
-
-def _key_file_text(key: PrivateKey) -> str:
-    return (
-        "# pyi-selfupdate Ed25519 private key for signing releases. Keep it secret:\n"
-        "# whoever holds it can make every app that trusts it install anything.\n"
-        f"# public key: {key.public_key_text}\n"
-        f"{PRIVATE_KEY_PREFIX}{_b64(key.seed)}\n"
-    )
-
-
-def write_private_key(path: Union[str, "os.PathLike[str]"], key: PrivateKey) -> None:
-    """Create ``path`` holding ``key``, mode 0600; never overwrite an existing file.
-
-    Raises :class:`ConfigError` if ``path`` exists (or cannot be created).
-    """
-    path = os.fspath(path)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        fd = os.open(path, flags, 0o600)
-    except FileExistsError:
-        raise ConfigError(
-            f"{path} already exists and is left untouched (a key is never overwritten: that "
-            "would lock every app that trusts it out of updates); choose another file name"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot create the key file {path}: {exc.strerror}; choose a writable path") from None
-    try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fd = -1
-            fh.write(_key_file_text(key))
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-        raise
-
-
-def load_private_key(path: Union[str, "os.PathLike[str]"]) -> PrivateKey:
-    """Read a key file written by ``pyi-selfupdate keygen``.
-
-    Logs a warning when the file is readable by others than its owner.
-    """
-    path = os.fspath(path)
-    try:
-        with open(path, "r", encoding="ascii") as fh:
-            st = os.fstat(fh.fileno())
-            text = fh.read(4096)
-    except FileNotFoundError:
-        raise ConfigError(
-            f"signing key {path} does not exist; create one with `pyi-selfupdate keygen {path}`"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the signing key {path}: {exc}; check the path") from None
-    if os.name == "posix" and stat.S_IMODE(st.st_mode) & 0o077:
-        log.warning(
-            "signing key %s is readable by other users (mode %o); run `chmod 600 %s`",
-            path, stat.S_IMODE(st.st_mode), path,
-        )
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith(PRIVATE_KEY_PREFIX):
-            try:
-                seed = _unb64(line[len(PRIVATE_KEY_PREFIX):], "the key", 32)
-            except ValueError as exc:
-                raise ConfigError(f"{path} is damaged ({exc}); restore it from your backup") from None
-            return PrivateKey(seed, source=path)
-    raise ConfigError(
-        f"{path} is not a pyi-selfupdate signing key (no {PRIVATE_KEY_PREFIX!r} line); "
-        "pass the file written by `pyi-selfupdate keygen`"
-    )
-
-
 # --------------------------------------------------------------------- expiry
-
-
-def format_expires(when: _dt.datetime) -> str:
-    """RFC 3339 UTC with second precision: ``2026-12-01T00:00:00Z``."""
-    if when.tzinfo is None:
-        raise ValueError("expiry times must be timezone-aware")
-    return when.astimezone(_dt.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_expires(text: str) -> _dt.datetime:
@@ -316,15 +188,6 @@ def parse_expires(text: str) -> _dt.datetime:
     if not isinstance(text, str) or len(text) != 20 or not text.endswith("Z"):
         raise ValueError(f"expiry {text!r} is not YYYY-MM-DDTHH:MM:SSZ")
     return _dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=_dt.timezone.utc)
-
-
-def _normalize_expires(expires: Union[None, str, _dt.datetime]) -> Optional[str]:
-    if expires is None:
-        return None
-    if isinstance(expires, _dt.datetime):
-        return format_expires(expires)
-    parse_expires(expires)
-    return expires
 
 
 # -------------------------------------------------------------------- signing
@@ -357,50 +220,6 @@ def _check_int(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{what} must be a non-negative integer, not {value!r}")
     return value
-
-
-def sign_fields(
-    private_keys: Sequence[PrivateKey],
-    *,
-    cmd_name: str,
-    platform: str,
-    version: str,
-    sha256: bytes,
-    size: int,
-    serial: int,
-    expires: Union[None, str, _dt.datetime] = None,
-) -> dict:
-    """The extra manifest fields that sign one release with every key in ``private_keys``.
-
-    Returns an ordered dict (``CmdName, Platform, Size, Serial, [Expires,] Signatures``)
-    to merge into the manifest after ``Version`` and ``Sha256``.
-    """
-    if not private_keys:
-        raise ConfigError("no signing key given; pass --sign-key KEYFILE (create one with keygen)")
-    for value, what in ((cmd_name, "cmd name"), (platform, "platform"), (version, "version")):
-        validate_name(value, what)
-    if len(sha256) != 32:
-        raise ValueError("sha256 must be the 32 raw bytes of the digest")
-    _check_int(size, "size")
-    _check_int(serial, "serial")
-    exp = _normalize_expires(expires)
-    msg = signed_message(
-        cmd_name=cmd_name, platform=platform, version=version, sha256=bytes(sha256),
-        size=size, serial=serial, expires=exp,
-    )
-    sigs: List[dict] = []
-    seen = set()
-    for key in private_keys:
-        kid = key.key_id
-        if kid in seen:
-            continue
-        seen.add(kid)
-        sigs.append({"KeyId": kid, "Sig": _b64(key.sign(msg))})
-    fields: dict = {"CmdName": cmd_name, "Platform": platform, "Size": size, "Serial": serial}
-    if exp is not None:
-        fields["Expires"] = exp
-    fields["Signatures"] = sigs
-    return fields
 
 
 # --------------------------------------------------------------- verification

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import Any, Iterable
+from typing import Any, Iterable, TypeVar
 
 import pluggy
 
+from ..errors import ReleaseError
 from . import hookspecs
 
 log = logging.getLogger("pyi_selfupdate.release")
@@ -27,16 +28,53 @@ DEFAULT_PLUGINS = [
     "publish",
 ]
 
+#: The hooks a release cannot do without (first result wins), and the built-in
+#: plugin that answers each.
+REQUIRED_HOOKS = {
+    "release_collect": "collect",
+    "release_compress": "compress",
+    "release_diff": "diff",
+    "release_manifest": "manifest",
+    "release_write_file": "publish",
+}
 
-def get_plugin_manager(plugins: Iterable[Any] = (), *, entry_points: bool = True) -> pluggy.PluginManager:
+T = TypeVar("T")
+
+
+def answered(result: "T | None", hook: str, what: str) -> T:
+    """``result`` of the required ``hook``; refuse the release when no plugin answered.
+
+    ``what`` says what the answer does ("compressed the release", ...).
+    """
+    if result is None:
+        raise ReleaseError(f"no plugin {what}; keep the built-in {REQUIRED_HOOKS[hook]} plugin registered")
+    return result
+
+
+def get_plugin_manager(
+    plugins: Iterable[Any] = (), *, entry_points: bool = True, disable: Iterable[str] = ()
+) -> pluggy.PluginManager:
     """A new PluginManager with the built-ins, the entry-point plugins and ``plugins``.
 
     ``plugins`` are registered last, so their hooks run first (pluggy calls
     implementations in reverse registration order unless tryfirst/trylast).
+    ``disable`` names built-in plugins to leave out (``-p no:NAME``); one whose
+    hook is required (:data:`REQUIRED_HOOKS`) may only be left out when another
+    plugin implements that hook.
     """
+    disable = list(disable)
+    for name in disable:
+        if name not in DEFAULT_PLUGINS:
+            raise ReleaseError(
+                f"there is no built-in release plugin {name!r} to block; "
+                f"the built-in plugins are {', '.join(DEFAULT_PLUGINS)}"
+            )
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     for name in DEFAULT_PLUGINS:
+        if name in disable:
+            pm.set_blocked(f"pyi_selfupdate.{name}")
+            continue
         module = importlib.import_module(f"{__package__}._builtin.{name}")
         pm.register(module, name=f"pyi_selfupdate.{name}")
     if entry_points:
@@ -48,4 +86,10 @@ def get_plugin_manager(plugins: Iterable[Any] = (), *, entry_points: bool = True
             continue
         pm.register(plugin)
     pm.check_pending()
+    for hook, owner in REQUIRED_HOOKS.items():
+        if owner in disable and not getattr(pm.hook, hook).get_hookimpls():
+            raise ReleaseError(
+                f"the built-in {owner} plugin cannot be blocked: a release needs its {hook} "
+                f"hook and no other plugin implements it; keep {owner}, or add a plugin that does"
+            )
     return pm

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from ..errors import InvalidNameError, ReleaseError
-from ..protocol import validate_name
+from ..protocol import full_path, manifest_path, patch_path, validate_name
+from ._manager import answered
 
 __all__ = [
     "Artifact",
@@ -44,16 +45,16 @@ class Artifact:
     @property
     def manifest_relpath(self) -> str:
         """``<cmd>/<plat>.json`` relative to the output folder."""
-        return f"{self.cmd_name}/{self.platform}.json"
+        return manifest_path(self.cmd_name, self.platform)
 
     @property
     def full_relpath(self) -> str:
         """``<cmd>/<version>/<plat>.gz`` relative to the output folder."""
-        return f"{self.cmd_name}/{self.version}/{self.platform}.gz"
+        return full_path(self.cmd_name, self.version, self.platform)
 
     def patch_relpath(self, old_version: str) -> str:
         """``<cmd>/<old>/<version>/<plat>`` relative to the output folder."""
-        return f"{self.cmd_name}/{old_version}/{self.version}/{self.platform}"
+        return patch_path(self.cmd_name, old_version, self.version, self.platform)
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,8 @@ class ReleaseContext:
     """The state of one release, handed to every hook.
 
     ``options`` carries settings for plugins (the CLI fills it from its
-    options, e.g. ``sign_keys``); ``artifacts`` is set by the collect step.
+    options, e.g. ``sign_keys``), ``stash`` their state; ``artifacts`` is set
+    by the collect step.
     Plugins may call :meth:`write_file` to add a file to the output tree
     (atomically, through the ``release_write_file`` hook).
     """
@@ -185,6 +187,9 @@ class ReleaseContext:
     artifacts: List[Artifact] = field(default_factory=list)
     #: The ``pluggy.PluginManager`` running this release (its ``hook`` attribute).
     pm: Any = None
+    #: State plugins keep for this release, each under a key of its own (its
+    #: module name, say); ``options`` stay the caller's settings, never written.
+    stash: Dict[str, Any] = field(default_factory=dict)
 
     def report(self, message: str) -> None:
         """Send one progress line to the caller (no-op without a callback)."""
@@ -210,8 +215,4 @@ class ReleaseContext:
         """Write ``data`` to ``relpath`` in the output folder through the pipeline."""
         self.target(relpath)
         result = self.pm.hook.release_write_file(context=self, relpath=relpath, data=data)
-        if result is None:
-            raise ReleaseError(
-                f"no plugin wrote {relpath!r}; the built-in publish plugin must stay registered"
-            )
-        return Path(result)
+        return Path(answered(result, "release_write_file", f"wrote {relpath!r}"))

@@ -19,6 +19,17 @@ hooks, and third-party plugins load from the entry-point group
 Plugins can also be passed to :func:`pyi_selfupdate.release.release` with
 ``plugins=[obj, ...]`` (any object or module with ``@hookimpl`` functions).
 
+A built-in plugin is left out with ``pyi-selfupdate release -p no:NAME`` or
+``release(..., disable=["NAME"])``, as in pytest; an unknown NAME is an error
+listing the built-ins. ``frozen`` and ``sign`` are checks and additions and
+may always be left out (without ``sign`` the manifests are unsigned, and
+nothing refuses an unsigned release over a signed tree: block it only to
+sign another way). ``collect``, ``compress``, ``diff``, ``manifest`` and
+``publish`` answer hooks a release needs (``release_collect``,
+``release_compress``, ``release_diff``, ``release_manifest``,
+``release_write_file``): blocking one is refused unless another plugin
+implements its hook, so a plugin can replace a built-in.
+
 Order of a release, and of the hooks:
 
 1. ``release_collect`` finds the artifacts in the input path (first result wins);
@@ -35,7 +46,8 @@ Order of a release, and of the hooks:
    files are not all there; then ``release_finished``.
 
 Hooks receive a :class:`~pyi_selfupdate.release.ReleaseContext` (``path``,
-``version``, ``out``, ``cmd_name``, ``platform``, ``options``, ``artifacts``,
+``version``, ``out``, ``cmd_name``, ``platform``, ``options`` (settings, read
+only), ``stash`` (plugin state, under a key of each plugin's own), ``artifacts``,
 ``report(msg)``, ``write_file(relpath, data)``) and, per artifact, an
 :class:`~pyi_selfupdate.release.Artifact` (``path``, ``cmd_name``,
 ``platform``, ``version``, ``size``, ``sha256`` of the full binary, and a

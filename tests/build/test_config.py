@@ -214,9 +214,9 @@ def test_plain_http_to_another_host_without_keys_fails_the_build(tmp_path):
 
 
 def test_plain_http_accepted_when_loopback_signed_or_allowed(tmp_path):
-    from pyi_selfupdate import signing
+    from pyi_selfupdate.release.keys import generate_private_key
 
-    key = signing.generate_private_key().public_key_text
+    key = generate_private_key().public_key_text
     for extra in ({"api_url": "http://127.0.0.1:8765/"},
                   {"api_url": "http://updates.example.com/", "public_keys": [key]},
                   {"api_url": "http://updates.example.com/", "allow_http": True}):

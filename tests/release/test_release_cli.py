@@ -144,3 +144,21 @@ def test_kill_9_mid_release_then_the_same_command_completes_it(tmp_path):
     assert sorted(p.name for p in out.rglob(".*")) == []  # the killed run's temp files are gone
     for old in ("1.0", "1.1"):
         assert (out / "app" / old / "1.2" / "linux-amd64").is_file()
+
+
+def test_p_no_name_blocks_a_built_in_and_an_unknown_name_is_an_error(tmp_path, go_vectors):
+    payload = go_vectors / "payloads" / "single" / "1.0"
+    out = tmp_path / "public"
+    proc = _run(str(payload), "1.0", "-o", str(out), "--platform", "linux-amd64", "--cmd-name", "myapp",
+                "-p", "no:frozen", "-p", "no:sign")
+    assert proc.returncode == 0, proc.stderr
+    assert decode_manifest((out / "myapp" / "linux-amd64.json").read_bytes()).version == "1.0"
+    proc = _run(str(payload), "1.1", "-o", str(out), "--platform", "linux-amd64", "--cmd-name", "myapp",
+                "-p", "no:nope")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "pyi-selfupdate: error: there is no built-in release plugin 'nope' to block; the built-in "
+        "plugins are collect, frozen, compress, diff, manifest, sign, publish"]
+    assert not (out / "myapp" / "1.1").exists()
+    proc = _run(str(payload), "1.1", "-o", str(out), "-p", "sign")
+    assert proc.returncode == 2 and "-p only blocks a built-in plugin" in proc.stderr

@@ -328,3 +328,41 @@ def test_passing_a_built_in_plugin_again_is_harmless(tmp_path, builds):
 
     release(builds("1.0"), "1.0", out=tmp_path / "public", platform=PLAT, plugins=[compress])
     assert _assert_consistent(tmp_path / "public") == "1.0"
+
+
+# ------------------------------------------------------- blocking built-ins
+
+
+def test_blocking_sign_leaves_the_manifest_unsigned(tmp_path, builds):
+    from pyi_selfupdate.release.keys import generate_private_key
+
+    options = {"sign_keys": [generate_private_key()]}
+    exe = builds("1.0")
+    release(exe, "1.0", out=tmp_path / "signed", platform=PLAT, options=options)
+    release(exe, "1.0", out=tmp_path / "plain", platform=PLAT, options=options, disable=["sign"])
+    assert "Signatures" in json.loads((tmp_path / "signed" / "app" / f"{PLAT}.json").read_bytes())
+    assert list(json.loads((tmp_path / "plain" / "app" / f"{PLAT}.json").read_bytes())) == ["Version", "Sha256"]
+
+
+def test_blocking_an_unknown_plugin_is_refused_naming_the_built_ins(tmp_path, builds):
+    with pytest.raises(ReleaseError, match="no built-in release plugin 'sgin'") as info:
+        release(builds("1.0"), "1.0", out=tmp_path / "public", platform=PLAT, disable=["sgin"])
+    assert "collect, frozen, compress, diff, manifest, sign, publish" in str(info.value)
+    assert not (tmp_path / "public").exists()
+
+
+def test_a_required_built_in_is_blocked_only_when_a_plugin_replaces_it(tmp_path, builds):
+    with pytest.raises(ReleaseError, match="compress plugin cannot be blocked: .* release_compress"):
+        release(builds("1.0"), "1.0", out=tmp_path / "public", platform=PLAT, disable=["compress"])
+    assert not (tmp_path / "public").exists()
+
+    class FastGzip:
+        @hookimpl
+        def release_compress(self, context, artifact, data):
+            return gzip.compress(data, compresslevel=1, mtime=0)
+
+    release(builds("1.0"), "1.0", out=tmp_path / "public", platform=PLAT, plugins=[FastGzip()],
+            disable=["compress"])
+    gz = (tmp_path / "public" / "app" / "1.0" / f"{PLAT}.gz").read_bytes()
+    assert gz == gzip.compress(_payload("1.0"), compresslevel=1, mtime=0)
+    assert _assert_consistent(tmp_path / "public") == "1.0"

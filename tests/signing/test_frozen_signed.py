@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from _apps import APP_SRC, NAME, V1, V2, run_app, staged_files  # noqa: E402
 from _server import Fault, ReleaseServer  # noqa: E402
 
-from pyi_selfupdate import signing  # noqa: E402
 from pyi_selfupdate.protocol import current_platform  # noqa: E402
 from pyi_selfupdate.release import release  # noqa: E402
+from pyi_selfupdate.release.keys import generate_private_key, sign_fields, write_private_key  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -37,8 +37,8 @@ def port() -> int:
 @pytest.fixture(scope="module")
 def key(tmp_path_factory):
     folder = tmp_path_factory.mktemp("key")
-    k = signing.generate_private_key()
-    signing.write_private_key(folder / "release.key", k)
+    k = generate_private_key()
+    write_private_key(folder / "release.key", k)
     return k, folder / "release.key"
 
 
@@ -122,8 +122,8 @@ def test_frozen_app_refuses_a_forged_manifest_and_keeps_running(tmp_path, apps, 
     else:  # the same release, signed by a key this build does not trust
         import base64
 
-        doc.update(signing.sign_fields(
-            [signing.generate_private_key()], cmd_name=NAME, platform=current_platform(),
+        doc.update(sign_fields(
+            [generate_private_key()], cmd_name=NAME, platform=current_platform(),
             version=doc["Version"], sha256=base64.b64decode(doc["Sha256"]), size=doc["Size"],
             serial=doc["Serial"] + 1))
     server.faults[rel] = Fault(body=json.dumps(doc).encode())

@@ -30,6 +30,7 @@ from pyi_selfupdate import Updater, signing  # noqa: E402
 from pyi_selfupdate.errors import ConfigError, FetchError, SelfUpdateError, VerificationError  # noqa: E402
 from pyi_selfupdate.protocol import Manifest, decode_manifest, encode_manifest  # noqa: E402
 from pyi_selfupdate.release import release  # noqa: E402
+from pyi_selfupdate.release.keys import generate_private_key, sign_fields, write_private_key  # noqa: E402
 
 PLAT = "linux-amd64"
 CMD = "myapp"
@@ -57,8 +58,8 @@ class Tree:
         self.root = root
         self.public = root / "public"
         self.key_file = root / "release.key"
-        self.key = signing.generate_private_key()
-        signing.write_private_key(self.key_file, self.key)
+        self.key = generate_private_key()
+        write_private_key(self.key_file, self.key)
         self.builds = root / "builds"
         self.builds.mkdir()
         self.manifests = {}
@@ -191,7 +192,7 @@ def test_version_relabelled_is_refused(tree, updater, server, caplog):
 
 
 def test_manifest_of_another_platform_is_refused(tree, updater, server, caplog):
-    other = Manifest("2.0", hashlib.sha256(b"win").digest(), signing.sign_fields(
+    other = Manifest("2.0", hashlib.sha256(b"win").digest(), sign_fields(
         [tree.key], cmd_name=CMD, platform="windows-amd64", version="2.0",
         sha256=hashlib.sha256(b"win").digest(), size=3, serial=9))
     server.faults[MANIFEST] = Fault(body=encode_manifest(other))
@@ -202,7 +203,7 @@ def test_manifest_of_another_platform_is_refused(tree, updater, server, caplog):
 
 
 def test_a_rotated_out_key_is_refused(tree, updater, server, caplog):
-    new_key = signing.generate_private_key()
+    new_key = generate_private_key()
     tree.install("1.0")
     # the app trusts only the new key; the tree is still signed with the old one
     with pytest.raises(signing.UntrustedKeyError):
@@ -211,9 +212,9 @@ def test_a_rotated_out_key_is_refused(tree, updater, server, caplog):
 
 
 def test_rotation_release_signed_with_old_and_new_key_reaches_both_apps(tree, server, updater):
-    new_key = signing.generate_private_key()
+    new_key = generate_private_key()
     new_file = tree.root / "new.key"
-    signing.write_private_key(new_file, new_key)
+    write_private_key(new_file, new_key)
     tree.release("3.0", keys=[str(tree.key_file), str(new_file)])
     doc = json.loads((tree.public / MANIFEST).read_bytes())
     assert [s["KeyId"] for s in doc["Signatures"]] == [tree.key.key_id, new_key.key_id]
@@ -239,7 +240,7 @@ def test_an_old_manifest_replayed_is_refused(tree, updater, server, caplog):
 def test_a_deliberate_rollback_is_a_new_release_with_a_higher_serial(tree, updater, server):
     tree.install("1.0")
     assert updater().update().to_version == "2.0"
-    from pyi_selfupdate.release._builtin.sign import rollback
+    from pyi_selfupdate.release._rollback import rollback
 
     rollback(tree.public, CMD, "1.0", options={"sign_keys": [str(tree.key_file)]})
     doc = json.loads((tree.public / MANIFEST).read_bytes())
@@ -251,7 +252,7 @@ def test_a_deliberate_rollback_is_a_new_release_with_a_higher_serial(tree, updat
 def test_an_expired_manifest_is_refused(tree, updater, server, caplog):
     m = tree.manifest("2.0")
     past = dt.datetime.now(UTC) - dt.timedelta(days=1)
-    fields = signing.sign_fields([tree.key], cmd_name=CMD, platform=PLAT, version="2.0",
+    fields = sign_fields([tree.key], cmd_name=CMD, platform=PLAT, version="2.0",
                                  sha256=m.sha256, size=m.extra["Size"], serial=5, expires=past)
     server.faults[MANIFEST] = Fault(body=encode_manifest(Manifest("2.0", m.sha256, fields)))
     tree.install("1.0")

@@ -17,6 +17,8 @@ from pyi_selfupdate import signing
 from pyi_selfupdate.settings import LIMITS
 from pyi_selfupdate.errors import ConfigError, SignatureError, VerificationError
 from pyi_selfupdate.protocol import Manifest, decode_manifest, encode_manifest
+from pyi_selfupdate.release.keys import (PrivateKey, generate_private_key, load_private_key, sign_fields,
+                                         write_private_key)
 
 REPO = Path(__file__).resolve().parents[2]
 UTC = dt.timezone.utc
@@ -24,18 +26,18 @@ SHA = hashlib.sha256(b"the new executable").digest()
 
 
 @pytest.fixture(scope="module")
-def key() -> signing.PrivateKey:
-    return signing.generate_private_key()
+def key() -> PrivateKey:
+    return generate_private_key()
 
 
 @pytest.fixture(scope="module")
-def other_key() -> signing.PrivateKey:
-    return signing.generate_private_key()
+def other_key() -> PrivateKey:
+    return generate_private_key()
 
 
 def signed(keys, *, version="1.2", sha=SHA, size=1234, serial=7, cmd="myapp", plat="linux-amd64",
            expires=None) -> Manifest:
-    fields = signing.sign_fields(keys, cmd_name=cmd, platform=plat, version=version, sha256=sha,
+    fields = sign_fields(keys, cmd_name=cmd, platform=plat, version=version, sha256=sha,
                                  size=size, serial=serial, expires=expires)
     return Manifest(version=version, sha256=sha, extra=fields)
 
@@ -70,7 +72,7 @@ def test_keygen_writes_a_private_key_0600_and_prints_the_public_key_last(tmp_pat
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("ed25519:")
     assert "public_keys = [" in proc.stdout and "[tool.pyi-selfupdate]" in proc.stdout
-    key = signing.load_private_key(keyfile)
+    key = load_private_key(keyfile)
     assert signing.parse_public_key(last) == key.public_key
     assert key.public_key_text == last
     # the key signs something its public key verifies
@@ -89,9 +91,9 @@ def test_keygen_never_overwrites_an_existing_file(tmp_path):
 
 def test_keygen_gives_different_keys_each_time(tmp_path):
     a, b = tmp_path / "a.key", tmp_path / "b.key"
-    signing.write_private_key(a, signing.generate_private_key())
-    signing.write_private_key(b, signing.generate_private_key())
-    assert signing.load_private_key(a).public_key != signing.load_private_key(b).public_key
+    write_private_key(a, generate_private_key())
+    write_private_key(b, generate_private_key())
+    assert load_private_key(a).public_key != load_private_key(b).public_key
 
 
 def test_key_file_repr_never_shows_the_secret(key):
@@ -100,10 +102,10 @@ def test_key_file_repr_never_shows_the_secret(key):
 
 def test_loading_a_group_readable_key_warns(tmp_path, caplog, key):
     path = tmp_path / "k"
-    signing.write_private_key(path, key)
+    write_private_key(path, key)
     os.chmod(path, 0o644)
     with caplog.at_level("WARNING", logger="pyi_selfupdate"):
-        assert signing.load_private_key(path).seed == key.seed
+        assert load_private_key(path).seed == key.seed
     assert "chmod 600" in caplog.text
 
 
@@ -115,9 +117,9 @@ def test_bad_key_files_are_clear_errors(tmp_path, content, fragment):
     path = tmp_path / "k"
     path.write_text(content)
     with pytest.raises(ConfigError, match=fragment):
-        signing.load_private_key(path)
+        load_private_key(path)
     with pytest.raises(ConfigError, match="pyi-selfupdate keygen"):
-        signing.load_private_key(tmp_path / "missing")
+        load_private_key(tmp_path / "missing")
 
 
 @pytest.mark.parametrize("text", ["", "mpxSKGumdrVW+/US6/vfP8cY1BUF4dZOWff0ZRE7AmM=", "ed25519:AAAA",
@@ -145,7 +147,7 @@ def test_signed_message_is_domain_separated_sorted_json():
 
 
 def test_sign_fields_order_and_no_key_clashes_with_go(key, other_key):
-    fields = signing.sign_fields([key, other_key], cmd_name="myapp", platform="linux-amd64",
+    fields = sign_fields([key, other_key], cmd_name="myapp", platform="linux-amd64",
                                  version="1.2", sha256=SHA, size=5, serial=1,
                                  expires=dt.datetime(2030, 1, 1, tzinfo=UTC))
     assert list(fields) == ["CmdName", "Platform", "Size", "Serial", "Expires", "Signatures"]
@@ -160,7 +162,7 @@ def test_signed_manifest_still_decodes_as_a_go_client_reads_it(key, go_vectors):
     go_bytes = go_file.read_bytes()
     plain = decode_manifest(go_bytes)
     m = Manifest(plain.version, plain.sha256,
-                 signing.sign_fields([key], cmd_name="myapp", platform="linux-amd64",
+                 sign_fields([key], cmd_name="myapp", platform="linux-amd64",
                                      version=plain.version, sha256=plain.sha256, size=99, serial=1))
     data = encode_manifest(m)
     # Go's MarshalIndent format: Version and Sha256 first, byte for byte as the Go CLI wrote them

@@ -6,6 +6,7 @@ import pytest
 
 from pyi_selfupdate import fetch, signing
 from pyi_selfupdate.errors import ConfigError, FetchError
+from pyi_selfupdate.release.keys import generate_private_key
 
 
 @pytest.mark.parametrize("host, loopback", [
@@ -98,7 +99,7 @@ def test_body_cap_bounds_any_real_compressed_release():
 
 
 def test_public_keys_setting_is_normalised_and_checked():
-    key = signing.generate_private_key()
+    key = generate_private_key()
     assert signing.check_public_keys(None) == []
     assert signing.check_public_keys([]) == []
     assert signing.check_public_keys(key.public_key_text) == [key.public_key_text]

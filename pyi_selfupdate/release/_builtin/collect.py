@@ -16,38 +16,18 @@ Hidden entries (names starting with ``.``) are ignored everywhere.
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 from ...errors import ReleaseError
-from ...protocol import current_platform
+from ...protocol import current_platform, parse_platform
 from .._model import Artifact, ReleaseContext
 from ..hookspecs import hookimpl
 
-#: GOOS and GOARCH values Go knows (``go tool dist list``).
-GOOS = frozenset(
-    "aix android darwin dragonfly freebsd hurd illumos ios js linux netbsd openbsd "
-    "plan9 solaris wasip1 windows zos".split()
-)
-GOARCH = frozenset(
-    "386 amd64 arm arm64 loong64 mips mips64 mips64le mipsle ppc64 ppc64le riscv64 "
-    "s390x sparc64 wasm".split()
-)
-
 log = logging.getLogger("pyi_selfupdate.release")
 
-_PLAT_RE = re.compile(r"^([a-z0-9]+)-([a-z0-9]+)$")
 _ONEDIR_HINTS = ("_internal", "base_library.zip")
 _LIB_SUFFIXES = (".so", ".dll", ".dylib", ".pyd", ".zip")
-
-
-def parse_platform(name: str) -> Optional[str]:
-    """``name`` if it is a known ``<GOOS>-<GOARCH>`` platform name, else None."""
-    m = _PLAT_RE.match(name)
-    if m and m.group(1) in GOOS and m.group(2) in GOARCH:
-        return name
-    return None
 
 
 def check_platform(name: str) -> str:

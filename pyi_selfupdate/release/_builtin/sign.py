@@ -4,7 +4,7 @@ Options (``context.options``, filled by ``pyi-selfupdate release``):
 
 ``sign_keys``
     key files written by ``pyi-selfupdate keygen`` (or
-    :class:`~pyi_selfupdate.signing.PrivateKey` objects); several sign with
+    :class:`~pyi_selfupdate.release.keys.PrivateKey` objects); several sign with
     each key, for a rotation. Without any, manifests are left unsigned.
 ``expires_days``
     the manifest expires that many days from now (clients refuse it after).
@@ -27,28 +27,27 @@ from typing import Any, Dict, List, Optional
 from ... import signing
 from ...errors import ConfigError, ManifestError, ReleaseError
 from ...protocol import Manifest, decode_manifest
+from ..keys import PrivateKey, load_private_key, sign_fields
 from .._model import Artifact, ReleaseContext
 from ..hookspecs import hookimpl
 
 log = logging.getLogger("pyi_selfupdate.release")
 
-_KEYS = "_sign_private_keys"
 
-
-def _keys(context: ReleaseContext) -> List[signing.PrivateKey]:
-    cached = context.options.get(_KEYS)
+def _keys(context: ReleaseContext) -> List[PrivateKey]:
+    cached = context.stash.get(__name__)
     if cached is not None:
         return cached
-    keys: List[signing.PrivateKey] = []
+    keys: List[PrivateKey] = []
     for item in context.options.get("sign_keys") or ():
-        if isinstance(item, signing.PrivateKey):
+        if isinstance(item, PrivateKey):
             keys.append(item)
             continue
         try:
-            keys.append(signing.load_private_key(os.fspath(item)))
+            keys.append(load_private_key(os.fspath(item)))
         except ConfigError as exc:
             raise ReleaseError(f"cannot sign the release: {exc}") from None
-    context.options[_KEYS] = keys
+    context.stash[__name__] = keys
     return keys
 
 
@@ -119,7 +118,7 @@ def release_manifest_fields(context: ReleaseContext, artifact: Artifact, manifes
         if isinstance(days, bool) or not isinstance(days, (int, float)) or days <= 0:
             raise ReleaseError(f"--expires must be a positive number of days, not {days!r}")
         expires = _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(days=days)
-    fields = signing.sign_fields(
+    fields = sign_fields(
         keys,
         cmd_name=artifact.cmd_name,
         platform=artifact.platform,
@@ -135,65 +134,3 @@ def release_manifest_fields(context: ReleaseContext, artifact: Artifact, manifes
         + f", key(s) {', '.join(s['KeyId'] for s in fields['Signatures'])}"
     )
     return fields
-
-
-def rollback(
-    out: "str | os.PathLike[str]",
-    cmd_name: str,
-    version: str,
-    *,
-    platform: Optional[str] = None,
-    options: Optional[Dict[str, Any]] = None,
-    progress: Any = None,
-) -> Any:
-    """Publish the already released ``version`` again, as the newest release.
-
-    Versions are opaque strings, so going back is going forward: the old
-    binary (read back from ``OUT/<cmd>/<version>/<plat>.gz``) is released again,
-    which writes patches from every other version to it and a manifest with a
-    higher ``Serial``, signed with ``options["sign_keys"]``. Clients that verify
-    accept it because of the higher serial; a replayed old manifest stays
-    refused. ``platform`` limits it to one platform (default: every platform
-    released for ``version``). The same call with the current version re-signs
-    it (for example to renew an ``Expires``). Returns the release summary.
-    """
-    import gzip
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    from .. import release as _release
-    from ...protocol import validate_name
-
-    for value, what in ((cmd_name, "cmd name"), (version, "version")):
-        try:
-            validate_name(value, what)
-        except Exception as exc:
-            raise ReleaseError(str(exc)) from None
-    folder = Path(os.fspath(out)) / cmd_name / version
-    available = sorted(p.name[: -len(".gz")] for p in folder.glob("*.gz")) if folder.is_dir() else []
-    if platform is not None:
-        available = [p for p in available if p == platform]
-    if not available:
-        versions = sorted(p.name for p in (Path(os.fspath(out)) / cmd_name).iterdir()
-                          if p.is_dir()) if (Path(os.fspath(out)) / cmd_name).is_dir() else []
-        raise ReleaseError(
-            f"{cmd_name} {version} was never released"
-            + (f" for {platform}" if platform else "")
-            + f" in {out} (versions there: {', '.join(versions) or 'none'}); "
-            "roll back to a version that has a <plat>.gz in the tree"
-        )
-    tmp = Path(tempfile.mkdtemp(prefix="pyi-selfupdate-rollback-"))
-    try:
-        for plat in available:
-            with gzip.open(folder / f"{plat}.gz", "rb") as src, open(tmp / plat, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-        if len(available) == 1:
-            source = tmp / available[0]
-            plat_arg: Optional[str] = available[0]
-        else:
-            source, plat_arg = tmp, None
-        return _release(source, version, out, platform=plat_arg, cmd_name=cmd_name,
-                        options=options, progress=progress)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,307 @@
+"""The release engine: runs the plugins' hooks in order (see :mod:`.hookspecs`).
+
+:func:`release` checks the input completely before writing anything, writes
+every file through ``release_write_file`` and the manifests last.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable, List, Mapping, Optional, Tuple
+
+from ..errors import InvalidNameError, ReleaseError, SelfUpdateError
+from ..protocol import DEV_VERSION, decode_manifest, encode_manifest, full_path, validate_name
+from ._manager import answered, get_plugin_manager
+from ._model import (
+    Artifact,
+    ArtifactSummary,
+    ExtraFile,
+    PatchJob,
+    PatchSummary,
+    ProgressCallback,
+    ReleaseContext,
+    ReleaseSummary,
+    _human,
+)
+
+__all__ = ["release"]
+
+log = logging.getLogger("pyi_selfupdate.release")
+
+_CHUNK = 1 << 20
+
+
+def _name(value: str, what: str) -> str:
+    try:
+        return validate_name(value, what)
+    except InvalidNameError as exc:
+        raise ReleaseError(str(exc)) from None
+
+
+def _hash_file(path: Path) -> Tuple[int, bytes]:
+    h = hashlib.sha256()
+    size = 0
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(_CHUNK), b""):
+                h.update(chunk)
+                size += len(chunk)
+    except OSError as exc:
+        raise ReleaseError(f"cannot read {path} ({exc.strerror}); check the path and its permissions") from None
+    return size, h.digest()
+
+
+def _hash_gz(path: Path) -> Optional[bytes]:
+    """SHA-256 of the decompressed ``.gz`` at ``path``, None when it is unreadable."""
+    h = hashlib.sha256()
+    try:
+        with gzip.open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(_CHUNK), b""):
+                h.update(chunk)
+    except (OSError, EOFError):
+        return None
+    return h.digest()
+
+
+def _read_checked(artifact: Artifact) -> bytes:
+    with open(artifact.path, "rb") as fh:
+        data = fh.read()
+    if hashlib.sha256(data).digest() != artifact.sha256:
+        raise ReleaseError(
+            f"{artifact.path} changed while it was being released; wait for the build to "
+            "finish and run the same release again"
+        )
+    return data
+
+
+def _collect(context: ReleaseContext) -> List[Artifact]:
+    pm = context.pm
+    artifacts = pm.hook.release_collect(context=context)
+    if not artifacts:
+        raise ReleaseError(f"no executable was found in {context.path}; give the executable to release")
+    artifacts = list(artifacts)
+    if any(not a.cmd_name for a in artifacts):
+        deduced = pm.hook.release_deduce_cmd_name(context=context, artifacts=artifacts)
+        if not deduced:
+            raise ReleaseError(
+                f"{context.path} is a folder of <os>-<arch> files, which do not say the app's "
+                "name; give it with --cmd-name NAME (the name clients ask updates for)"
+            )
+        for a in artifacts:
+            a.cmd_name = a.cmd_name or deduced
+    seen = {}
+    for a in artifacts:
+        a.version = a.version or context.version
+        for value, what in ((a.cmd_name, "cmd name"), (a.version, "version"), (a.platform, "platform")):
+            _name(value, what)
+        key = (a.cmd_name, a.platform)
+        if key in seen:
+            raise ReleaseError(
+                f"{seen[key]} and {a.path} are both {a.cmd_name} for {a.platform}; release one of them"
+            )
+        seen[key] = a.path
+        a.size, a.sha256 = _hash_file(Path(a.path))
+        if a.size == 0:
+            raise ReleaseError(f"{a.path} is empty; build the app again and release the new file")
+    return artifacts
+
+
+def _refuse_changed_versions(context: ReleaseContext) -> None:
+    """An existing ``<version>/<plat>.gz`` must hold the same bytes (idempotent re-run)."""
+    for a in context.artifacts:
+        existing = context.target(a.full_relpath)
+        if not existing.exists():
+            continue
+        digest = _hash_gz(existing)
+        if digest != a.sha256:
+            what = "an unreadable file" if digest is None else "different bytes"
+            raise ReleaseError(
+                f"{a.cmd_name} {a.version} is already released for {a.platform} with {what} "
+                f"({existing}); released versions are never replaced, since clients may hold "
+                "them: release the new build under a new version"
+            )
+        a.data["gz_exists"] = True
+
+
+def _earlier_versions(context: ReleaseContext, artifact: Artifact) -> List[Tuple[str, Path]]:
+    folder = Path(context.out) / artifact.cmd_name
+    if not folder.is_dir():
+        return []
+    found = []
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        if entry.name == artifact.version or not entry.is_dir():
+            continue
+        gz = Path(context.out) / full_path(artifact.cmd_name, entry.name, artifact.platform)
+        if gz.is_file():
+            found.append((entry.name, gz))
+    return found
+
+
+def _release_artifact(context: ReleaseContext, artifact: Artifact) -> ArtifactSummary:
+    pm = context.pm
+    summary = ArtifactSummary(
+        cmd_name=artifact.cmd_name, platform=artifact.platform, version=artifact.version, size=artifact.size
+    )
+    label = f"{artifact.cmd_name} {artifact.version} {artifact.platform}"
+    gz_target = context.target(artifact.full_relpath)
+    gz_existed = bool(artifact.data.get("gz_exists"))
+    if gz_existed:
+        summary.gz_reused = True
+        summary.gz_size = gz_target.stat().st_size
+        context.report(f"reusing {artifact.full_relpath} (same bytes already released)")
+    else:
+        context.report(f"compressing {label} ({_human(artifact.size)})")
+        data = _read_checked(artifact)
+        gz = answered(pm.hook.release_compress(context=context, artifact=artifact, data=data),
+                      "release_compress", "compressed the release")
+        del data
+        context.write_file(artifact.full_relpath, gz)
+        summary.gz_size = len(gz)
+        del gz
+
+    jobs: List[PatchJob] = []
+    for old_version, old_gz in _earlier_versions(context, artifact):
+        relpath = artifact.patch_relpath(old_version)
+        target = context.target(relpath)
+        if target.is_file():
+            if gz_existed:
+                size = target.stat().st_size
+                summary.patches.append(PatchSummary(old_version, size, True, size / max(summary.gz_size, 1)))
+                context.report(f"reusing patch {old_version} -> {artifact.version} {artifact.platform}")
+                continue
+            log.warning("%s predates this release of %s: computing it again", target, artifact.version)
+        jobs.append(PatchJob(old_version, old_gz, Path(artifact.path), artifact.sha256, relpath))
+
+    if jobs:
+        context.report(
+            f"diffing {label} against {len(jobs)} earlier version(s): "
+            + ", ".join(j.old_version for j in jobs)
+        )
+        started = time.monotonic()
+        results = answered(pm.hook.release_diff(context=context, artifact=artifact, jobs=jobs),
+                           "release_diff", "computed the patches")
+        done = 0
+        try:
+            for job, patch in results:
+                context.write_file(job.relpath, patch)
+                done += 1
+                ratio = len(patch) / max(summary.gz_size, 1)
+                summary.patches.append(PatchSummary(job.old_version, len(patch), False, ratio))
+                context.report(
+                    f"diffed {job.old_version} -> {artifact.version} {artifact.platform}: "
+                    f"{_human(len(patch))} ({done}/{len(jobs)}, {time.monotonic() - started:.1f} s)"
+                )
+        finally:
+            close = getattr(results, "close", None)
+            if close is not None:  # stop the worker pool now, not at garbage collection
+                close()
+        if done != len(jobs):
+            raise ReleaseError(
+                f"the diff plugin returned {done} of {len(jobs)} patches; run the same release again"
+            )
+    summary.patches.sort(key=lambda p: p.old_version)
+
+    for files in pm.hook.release_extra_files(context=context, artifact=artifact):
+        for extra in files or ():
+            if not isinstance(extra, ExtraFile):
+                raise ReleaseError(
+                    f"a plugin returned {type(extra).__name__} from release_extra_files; "
+                    "return a list of pyi_selfupdate.release.ExtraFile"
+                )
+            context.write_file(extra.relpath, extra.data)
+            summary.extra_files.append(extra.relpath)
+    return summary
+
+
+def _manifest_version(path: Path) -> Optional[str]:
+    try:
+        return decode_manifest(path.read_bytes(), source=str(path)).version
+    except (OSError, SelfUpdateError):
+        return None
+
+
+def release(
+    path: "str | os.PathLike[str]",
+    version: str,
+    out: "str | os.PathLike[str]" = "public",
+    *,
+    platform: Optional[str] = None,
+    cmd_name: Optional[str] = None,
+    plugins: Iterable[Any] = (),
+    progress: Optional[ProgressCallback] = None,
+    options: Optional[Mapping[str, Any]] = None,
+    disable: Iterable[str] = (),
+) -> ReleaseSummary:
+    """Release ``version`` of the executable(s) at ``path`` into the tree at ``out``.
+
+    ``path`` is one executable, a folder of ``<os>-<arch>[.exe]`` files, a folder
+    of ``<os>-<arch>/`` folders each holding one executable, or a PyInstaller
+    ``dist/`` folder holding one onefile executable. ``platform`` (``<os>-<arch>``,
+    default: this machine's) applies to a single executable; ``cmd_name``
+    defaults to the executable's name without ``.exe`` and is required for a
+    folder of ``<os>-<arch>`` files. ``plugins`` are extra pluggy plugins
+    (objects or modules with :data:`hookimpl` functions) added to the built-ins
+    and to the ``pyi_selfupdate`` entry points; ``options`` is handed to them
+    as ``context.options`` (e.g. ``sign_keys``, ``diff_workers``). ``disable``
+    names built-in plugins to leave out, like ``-p no:NAME`` (for example
+    ``["frozen"]``); a required one only when a plugin passed in replaces it.
+    ``progress`` receives one line per slow step.
+
+    Raises :class:`~pyi_selfupdate.errors.ReleaseError` (with nothing written)
+    for a wrong input, a name that could escape the tree, a version already
+    released with other bytes, or an output folder that cannot be written.
+    Running the same release again is harmless and completes an interrupted one.
+    """
+    _name(version, "version")
+    if version == DEV_VERSION:
+        log.warning(
+            "releasing version %r: apps built as %r never update, and every other client will "
+            "install this build; release a real version number unless that is the intent",
+            DEV_VERSION, DEV_VERSION,
+        )
+    if cmd_name is not None:
+        _name(cmd_name, "cmd name")
+    if platform is not None:
+        from ._builtin.collect import check_platform
+
+        check_platform(platform)
+    pm = get_plugin_manager(plugins, disable=disable)
+    context = ReleaseContext(
+        path=Path(os.fspath(path)),
+        version=version,
+        out=Path(os.fspath(out)),
+        cmd_name=cmd_name,
+        platform=platform,
+        options=dict(options or {}),
+        progress=progress,
+        pm=pm,
+    )
+    context.artifacts = _collect(context)
+    for artifact in context.artifacts:
+        pm.hook.release_check_artifact(context=context, artifact=artifact)
+    _refuse_changed_versions(context)
+    pm.hook.release_prepare(context=context)
+
+    summary = ReleaseSummary(out=context.out, version=version)
+    manifests: List[Tuple[str, bytes]] = []
+    for artifact in context.artifacts:
+        art_summary = _release_artifact(context, artifact)
+        manifest = answered(pm.hook.release_manifest(context=context, artifact=artifact),
+                            "release_manifest", "built the manifest")
+        art_summary.manifest_extra = dict(manifest.extra)
+        manifests.append((artifact.manifest_relpath, encode_manifest(manifest)))
+        summary.artifacts.append(art_summary)
+    # Every file the manifests point at is in place: publish the manifests.
+    for relpath, data in manifests:
+        previous = _manifest_version(context.target(relpath))
+        context.write_file(relpath, data)
+        summary.manifests.append(relpath)
+        moved = f"{previous} -> {version}" if previous and previous != version else version
+        context.report(f"published {relpath}: {moved}")
+    pm.hook.release_finished(context=context, summary=summary)
+    return summary
