@@ -45,7 +45,7 @@ import errno
 import os
 import stat
 import threading
-from typing import TYPE_CHECKING, Any, Dict, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Optional, TypeVar, Union
 
 from . import _lazy
 from ._lazy import log
@@ -204,7 +204,44 @@ def is_abandoned(file: PathLike) -> bool:
 # --------------------------------------------------------------- new files
 
 
-class NewFile:
+class _Claimed:
+    """A new ``.<name>.new.<token>`` file or folder beside the target, ``flock``-ed while it is filled.
+
+    Use as a context manager: leaving the block with an exception removes it.
+    """
+
+    path: "Path"
+    _fd: Optional[int]
+
+    def _claim(self) -> None:
+        if fcntl is not None and self._fd is not None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # pragma: no cover - a fresh entry: nobody else has it
+                pass
+
+    def discard(self) -> None:
+        """Close (if open) and remove it, a folder with everything in it; never raises."""
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+        remove_quietly(self.path)
+
+    def __enter__(self: "_C") -> "_C":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            self.discard()
+
+
+_C = TypeVar("_C", bound=_Claimed)
+
+
+class NewFile(_Claimed):
     """A temporary ``.<name>.new.<token>`` file beside ``target``, being written.
 
     Created exclusively, with mode 0600 until :meth:`finish` gives it ``mode``
@@ -230,11 +267,7 @@ class NewFile:
                 f"cannot create {self.path} ({exc}); the folder of {self.target} must be "
                 "writable, with free space, to install updates"
             ) from None
-        if fcntl is not None:
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:  # pragma: no cover - a fresh file: nobody else has it
-                pass
+        self._claim()
         self.size = 0
 
     def write(self, data: bytes) -> None:
@@ -271,25 +304,9 @@ class NewFile:
         self._fd = None
         return self.path
 
-    def discard(self) -> None:
-        """Close (if open) and delete the file; never raises."""
-        if self._fd is not None:
-            try:
-                os.close(self._fd)
-            except OSError:
-                pass
-            self._fd = None
-        remove_quietly(self.path)
-
-    def __enter__(self) -> "NewFile":
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is not None:
-            self.discard()
 
 
-class NewFolder:
+class NewFolder(_Claimed):
     """A new, empty ``.<name>.new.<token>`` folder beside ``target``, to unpack an update into.
 
     While it is being filled its descriptor holds an exclusive ``flock`` (POSIX),
@@ -308,11 +325,7 @@ class NewFolder:
             raise InstallError(
                 f"cannot create {self.path} ({exc}); {write_advice(exc, self.target)}"
             ) from None
-        if fcntl is not None:
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:  # pragma: no cover - a fresh folder: nobody else has it
-                pass
+        self._claim()
 
     def advice(self, exc: OSError) -> str:
         """What to do about a failed write into the folder."""
@@ -326,22 +339,6 @@ class NewFolder:
         self._fd = None
         return self.path
 
-    def discard(self) -> None:
-        """Close and remove the folder and everything in it; never raises."""
-        if self._fd is not None:
-            try:
-                os.close(self._fd)
-            except OSError:
-                pass
-            self._fd = None
-        remove_quietly(self.path)
-
-    def __enter__(self) -> "NewFolder":
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is not None:
-            self.discard()
 
 
 def write_advice(exc: OSError, target: "Path") -> str:
