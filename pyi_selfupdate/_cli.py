@@ -71,8 +71,9 @@ def _add_release(sub: "argparse._SubParsersAction") -> None:
         help="write a release into the static update tree",
         description="Write OUT/<cmd>/<plat>.json, OUT/<cmd>/VERSION/<plat>.gz and bsdiff patches "
         "OUT/<cmd>/<old>/VERSION/<plat> from every earlier release of each platform. PATH is one "
-        "executable, a folder of <os>-<arch>[.exe] files, a folder of <os>-<arch>/ folders each "
-        "holding one executable, or a PyInstaller dist/ folder holding one onefile executable. "
+        "executable, an app folder (a PyInstaller onedir app, a macOS .app), a folder of "
+        "<os>-<arch>[.exe] files, a folder of <os>-<arch>/ folders each holding one executable or "
+        "app folder, or a PyInstaller dist/ folder holding one of them. "
         "Options may come before or after PATH and VERSION.",
     )
     _add_tree_options(
@@ -85,7 +86,10 @@ def _add_release(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("-p", dest="disable", action="append", default=[], type=_blocked_plugin, metavar="no:NAME",
                    help="do not load the built-in plugin NAME, as pytest's -p no:NAME (repeatable); one "
                    "whose job a release needs only when another plugin does that job")
-    p.add_argument("path", metavar="PATH", help="the executable, or the folder holding the executables")
+    p.add_argument("--change-kind", action="store_true",
+                   help="allow releasing an app folder where a single file was released before, or "
+                   "the reverse (installed apps of the old kind then stop updating: see the README)")
+    p.add_argument("path", metavar="PATH", help="the executable or app folder, or the folder holding them")
     p.add_argument("version", metavar="VERSION", help="the version being released, e.g. 1.2")
     p.set_defaults(func=_cmd_release)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from ..errors import InvalidNameError, ReleaseError
-from ..protocol import full_path, manifest_path, patch_path, validate_name
+from ..protocol import FILE, FOLDER, full_path, manifest_path, patch_path, validate_name
 from ._manager import answered
 
 __all__ = [
@@ -26,11 +26,14 @@ ProgressCallback = Callable[[str], None]
 
 @dataclass
 class Artifact:
-    """One executable to release for one platform.
+    """One app to release for one platform: an executable, or an app folder.
 
     Filled by the collect step; ``size`` and ``sha256`` (raw 32 bytes) describe
-    the full binary and are known before anything is written, so check and
-    manifest plugins (a signer, for instance) can rely on them.
+    the full binary (for a folder: its canonical archive,
+    :mod:`pyi_selfupdate.archive`) and are known before anything is written, so
+    check and manifest plugins (a signer, for instance) can rely on them.
+    ``kind`` is ``"file"`` or ``"folder"`` (a onedir app or a macOS ``.app``,
+    whose ``executable`` is the launcher inside it).
     """
 
     path: Path
@@ -41,6 +44,16 @@ class Artifact:
     sha256: bytes = b""
     #: Free space for plugins to pass facts between hooks for this artifact.
     data: Dict[str, Any] = field(default_factory=dict)
+    kind: str = FILE
+    executable: Optional[Path] = None
+
+    def __post_init__(self) -> None:
+        if self.executable is None and self.kind == FILE:
+            self.executable = Path(self.path)
+
+    def read_content(self) -> bytes:
+        """The bytes released: the file, or the folder's canonical archive."""
+        return read_content(self.path)
 
     @property
     def manifest_relpath(self) -> str:
@@ -110,6 +123,24 @@ class ArtifactSummary:
     @property
     def patches_reused(self) -> List[PatchSummary]:
         return [p for p in self.patches if p.reused]
+
+
+def read_content(path: "Path | str") -> bytes:
+    """The bytes released for ``path``: a file's, or a folder's canonical archive."""
+    import os
+
+    from ..archive import ArchiveError, FolderArchive
+
+    try:
+        if os.path.isdir(path):
+            with FolderArchive(path) as archive:
+                return b"".join(archive.stream())
+        with open(path, "rb") as fh:
+            return fh.read()
+    except ArchiveError as exc:
+        raise ReleaseError(f"{exc}; the app folder cannot be released as it is") from None
+    except OSError as exc:
+        raise ReleaseError(f"cannot read {path} ({exc.strerror}); check the path and its permissions") from None
 
 
 def _human(n: int) -> str:

@@ -43,14 +43,26 @@ def _name(value: str, what: str) -> str:
         raise ReleaseError(str(exc)) from None
 
 
-def _hash_file(path: Path) -> Tuple[int, bytes]:
+def _hash_content(path: Path) -> Tuple[int, bytes]:
+    """Size and SHA-256 of what is released for ``path``: a file, or a folder's canonical archive."""
+    from ..archive import ArchiveError, FolderArchive
+
     h = hashlib.sha256()
     size = 0
     try:
+        if path.is_dir():
+            with FolderArchive(path) as archive:
+                chunks: Iterable[bytes] = archive.stream()
+                for chunk in chunks:
+                    h.update(chunk)
+                    size += len(chunk)
+            return size, h.digest()
         with open(path, "rb") as fh:
             for chunk in iter(lambda: fh.read(_CHUNK), b""):
                 h.update(chunk)
                 size += len(chunk)
+    except ArchiveError as exc:
+        raise ReleaseError(f"{exc}; the app folder cannot be released as it is") from None
     except OSError as exc:
         raise ReleaseError(f"cannot read {path} ({exc.strerror}); check the path and its permissions") from None
     return size, h.digest()
@@ -69,8 +81,7 @@ def _hash_gz(path: Path) -> Optional[bytes]:
 
 
 def _read_checked(artifact: Artifact) -> bytes:
-    with open(artifact.path, "rb") as fh:
-        data = fh.read()
+    data = artifact.read_content()
     if hashlib.sha256(data).digest() != artifact.sha256:
         raise ReleaseError(
             f"{artifact.path} changed while it was being released; wait for the build to "
@@ -105,7 +116,7 @@ def _collect(context: ReleaseContext) -> List[Artifact]:
                 f"{seen[key]} and {a.path} are both {a.cmd_name} for {a.platform}; release one of them"
             )
         seen[key] = a.path
-        a.size, a.sha256 = _hash_file(Path(a.path))
+        a.size, a.sha256 = _hash_content(Path(a.path))
         if a.size == 0:
             raise ReleaseError(f"{a.path} is empty; build the app again and release the new file")
     return artifacts
@@ -126,6 +137,26 @@ def _refuse_changed_versions(context: ReleaseContext) -> None:
                 "them: release the new build under a new version"
             )
         a.data["gz_exists"] = True
+
+
+def _refuse_kind_change(context: ReleaseContext) -> None:
+    """A cmd/platform released as a single file stays one, and a folder stays a folder,
+    unless the option ``change_kind`` is set (``--change-kind``)."""
+    if context.options.get("change_kind"):
+        return
+    for a in context.artifacts:
+        current = context.target(a.manifest_relpath)
+        try:
+            kind = decode_manifest(current.read_bytes(), source=str(current)).kind
+        except (OSError, SelfUpdateError):
+            continue  # no release yet (an unreadable one is reported where it is used)
+        if kind != a.kind:
+            raise ReleaseError(
+                f"{a.cmd_name} for {a.platform} was released as a {kind} ({current}) and this "
+                f"release is a {a.kind}: installed apps never switch kinds, so they would stop "
+                "updating. Release the same kind of build, or pass --change-kind after reading "
+                "the README's section on changing an app's kind"
+            )
 
 
 def _earlier_versions(context: ReleaseContext, artifact: Artifact) -> List[Tuple[str, Path]]:
@@ -285,6 +316,7 @@ def release(
     for artifact in context.artifacts:
         pm.hook.release_check_artifact(context=context, artifact=artifact)
     _refuse_changed_versions(context)
+    _refuse_kind_change(context)
     pm.hook.release_prepare(context=context)
 
     summary = ReleaseSummary(out=context.out, version=version)

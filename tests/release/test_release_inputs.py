@@ -102,21 +102,96 @@ def _refused(tmp_path: Path, path: Path, version: str, match: str, **kw) -> str:
     return str(info.value)
 
 
-def test_onedir_build_is_refused(tmp_path):
-    app = tmp_path / "dist" / "app"
-    _exe(app / "app")
+def _onedir(app: Path, body: bytes = b"") -> Path:
+    _exe(app / app.name, body)
     _exe(app / "_internal" / "libpython3.11.so.1.0")
-    msg = _refused(tmp_path, tmp_path / "dist", "1.0", "onedir")
-    assert "--onefile" in msg
-    _refused(tmp_path, app, "1.0", "onedir")
+    (app / "_internal" / "base_library.zip").write_bytes(b"PK" + body)
+    return app
 
 
-def test_old_style_onedir_of_an_exe_and_its_libraries_is_refused(tmp_path):
+def _folder_released(out: Path, cmd: str, version: str, plat: str, source: Path) -> None:
+    from pyi_selfupdate.archive import FolderArchive
+
+    m = decode_manifest((out / cmd / f"{plat}.json").read_bytes())
+    assert (m.version, m.kind) == (version, "folder")
+    with FolderArchive(source) as archive:
+        assert gzip.decompress((out / cmd / version / f"{plat}.gz").read_bytes()) == b"".join(archive.stream())
+
+
+@pytest.mark.parametrize("given", ["dist", "app"])
+def test_onedir_build_is_released_as_a_folder(tmp_path, given):
+    app = _onedir(tmp_path / "dist" / "app")
+    out = tmp_path / "public"
+    summary = release(tmp_path / "dist" if given == "dist" else app, "1.0", out=out)
+    plat = current_platform()
+    assert [(a.cmd_name, a.platform) for a in summary.artifacts] == [("app", plat)]
+    _folder_released(out, "app", "1.0", plat, app)
+
+
+def test_old_style_onedir_of_an_exe_and_its_libraries_is_a_folder(tmp_path):
     app = tmp_path / "app"
     _exe(app / "app")
     for lib in ("libpython3.so", "_ssl.so", "base_library.zip"):
         _exe(app / lib)
-    _refused(tmp_path, app, "1.0", "onedir")
+    release(app, "1.0", out=tmp_path / "public")
+    _folder_released(tmp_path / "public", "app", "1.0", current_platform(), app)
+
+
+def test_matrix_of_onedir_apps_and_a_mac_bundle(tmp_path):
+    src = tmp_path / "artifacts"
+    lin = _onedir(src / "linux-amd64" / "app")
+    bundle = src / "darwin-arm64" / "app.app"
+    (bundle / "Contents" / "MacOS").mkdir(parents=True)
+    (bundle / "Contents" / "MacOS" / "app").write_bytes(b"\xcf\xfa\xed\xfe mach-o")
+    (bundle / "Contents" / "Frameworks" / "lib").mkdir(parents=True)
+    (bundle / "Contents" / "Frameworks" / "Current").symlink_to("lib")
+    _onedir(src / "darwin-arm64" / "app")  # --windowed writes both: the .app is released
+    out = tmp_path / "public"
+    summary = release(src, "1.0", out=out)
+    assert {(a.cmd_name, a.platform) for a in summary.artifacts} == {("app", "linux-amd64"), ("app", "darwin-arm64")}
+    _folder_released(out, "app", "1.0", "linux-amd64", lin)
+    _folder_released(out, "app", "1.0", "darwin-arm64", bundle)
+
+
+def test_mac_bundle_alone_needs_a_darwin_platform(tmp_path):
+    bundle = tmp_path / "My.app"
+    (bundle / "Contents" / "MacOS").mkdir(parents=True)
+    (bundle / "Contents" / "MacOS" / "my").write_bytes(b"\xcf\xfa\xed\xfe")
+    _refused(tmp_path, bundle, "1.0", "--platform")
+    release(bundle, "1.0", out=tmp_path / "public", platform="darwin-arm64")
+    _folder_released(tmp_path / "public", "my", "1.0", "darwin-arm64", bundle)
+
+
+def test_a_link_leaving_the_app_folder_is_refused(tmp_path):
+    app = _onedir(tmp_path / "dist" / "app")
+    (app / "_internal" / "secret").symlink_to("/etc/passwd")
+    _refused(tmp_path, app, "1.0", "outside the app folder")
+
+
+def test_the_kind_of_a_released_app_never_changes_silently(tmp_path):
+    out = tmp_path / "public"
+    single = _exe(tmp_path / "onefile" / "app")
+    release(single, "1.0", out=out)
+    app = _onedir(tmp_path / "dist" / "app", b"1.1")
+    msg = _refused(tmp_path, app, "1.1", "released as a file")
+    assert "--change-kind" in msg
+    release(app, "1.1", out=out, options={"change_kind": True})
+    _folder_released(out, "app", "1.1", current_platform(), app)
+    _refused(tmp_path, _exe(tmp_path / "onefile2" / "app", b"1.2"), "1.2", "released as a folder")
+
+
+def test_folder_patches_rebuild_the_new_archive(tmp_path):
+    import bsdiff4
+
+    out = tmp_path / "public"
+    release(_onedir(tmp_path / "v1" / "app", b"one"), "1.0", out=out)
+    new = _onedir(tmp_path / "v2" / "app", b"two")
+    summary = release(new, "1.1", out=out)
+    plat = current_platform()
+    old = gzip.decompress((out / "app" / "1.0" / f"{plat}.gz").read_bytes())
+    patched = bsdiff4.patch(old, (out / "app" / "1.0" / "1.1" / plat).read_bytes())
+    assert patched == gzip.decompress((out / "app" / "1.1" / f"{plat}.gz").read_bytes())
+    assert summary.artifacts[0].patches[0].old_version == "1.0"
 
 
 def test_empty_folder_is_refused(tmp_path):

@@ -6,9 +6,14 @@ Accepted shapes (anything else is refused before anything is written):
   ``--cmd-name`` or the file name without ``.exe``;
 - a directory of ``<os>-<arch>[.exe]`` files (go-selfupdate's cross-compile
   layout; ``.exe`` is not part of the platform name): needs ``--cmd-name``;
-- a directory of ``<os>-<arch>/`` folders each holding one executable (a CI
-  build matrix): cmd name = that file's name without ``.exe``;
-- a PyInstaller ``dist/`` folder holding one onefile executable.
+- a directory of ``<os>-<arch>/`` folders each holding one executable or one
+  app folder (a CI build matrix): cmd name = the executable's name without ``.exe``;
+- a PyInstaller ``dist/`` folder holding one onefile executable or one app folder;
+- an app folder itself: a PyInstaller onedir app (``<app>/<app>`` beside
+  ``_internal/``) or a macOS ``.app`` bundle (``Contents/MacOS/<exe>``), released
+  as a whole (its canonical archive, :mod:`pyi_selfupdate.archive`). Where a
+  ``dist/`` holds both ``<app>/`` and ``<app>.app`` (PyInstaller's ``--windowed``
+  on macOS), the ``.app`` is released.
 
 Hidden entries (names starting with ``.``) are ignored everywhere.
 """
@@ -16,11 +21,12 @@ Hidden entries (names starting with ``.``) are ignored everywhere.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
-from typing import List
+from typing import List, Optional, Tuple
 
 from ...errors import ReleaseError
-from ...protocol import current_platform, parse_platform
+from ...protocol import FOLDER, current_platform, parse_platform
 from .._model import Artifact, ReleaseContext
 from ..hookspecs import hookimpl
 
@@ -57,30 +63,88 @@ def _visible(folder: Path) -> List[Path]:
         raise ReleaseError(f"cannot list {folder} ({exc.strerror}); check its permissions") from None
 
 
-def _refuse_onedir(folder: Path, entries: List[Path]) -> None:
+def app_folder(folder: Path) -> Optional[Path]:
+    """The launcher of the app folder ``folder`` (onedir or macOS ``.app``), or None if it is not one."""
+    if folder.name.endswith(".app") and (folder / "Contents" / "MacOS").is_dir():
+        exes = [p for p in _visible(folder / "Contents" / "MacOS") if p.is_file()]
+        if len(exes) != 1:
+            raise ReleaseError(
+                f"{folder}/Contents/MacOS holds {len(exes)} files; a macOS app bundle has exactly "
+                "one executable there: rebuild it"
+            )
+        return exes[0]
+    entries = _visible(folder)
     names = {p.name for p in entries}
     libs = [p for p in entries if p.is_file() and p.name.lower().endswith(_LIB_SUFFIXES)]
-    if names & set(_ONEDIR_HINTS) or len(libs) >= 2:
+    if not (names & set(_ONEDIR_HINTS) or len(libs) >= 2):
+        return None
+    exes = [p for p in entries if p.is_file() and not p.name.lower().endswith(_LIB_SUFFIXES)
+            and (p.name.lower().endswith(".exe") or os.access(p, os.X_OK))]
+    named = [p for p in exes if _stem(p.name) == folder.name]
+    if len(named) == 1 or len(exes) == 1:
+        return (named or exes)[0]
+    raise ReleaseError(
+        f"{folder} looks like a PyInstaller onedir app but its executable cannot be told "
+        f"({', '.join(p.name for p in exes) or 'none found'}); name the folder like the executable "
+        "(PyInstaller's dist/<app>/<app>)"
+    )
+
+
+def _folder_artifact(folder: Path, exe: Path, context: ReleaseContext, plat: str = "") -> Artifact:
+    cmd = context.cmd_name or _stem(exe.name)
+    return Artifact(path=folder, cmd_name=cmd, platform=plat, version=context.version,
+                    kind=FOLDER, executable=exe)
+
+
+def _one_app(entries: List[Path], where: Path) -> Optional[Tuple[Path, Path]]:
+    """``(folder, launcher)`` when ``entries`` (a dist/ or <os>-<arch>/ folder) hold one app folder."""
+    apps = [(p, exe) for p in entries if p.is_dir() for exe in [app_folder(p)] if exe is not None]
+    bundles = [a for a in apps if a[0].name.endswith(".app")]
+    if bundles:  # PyInstaller --windowed on macOS writes both <app>/ and <app>.app
+        twins = {b[0].name[:-4] for b in bundles}
+        apps = bundles + [a for a in apps if a[0].name not in twins and not a[0].name.endswith(".app")]
+    if not apps:
+        return None
+    if len(apps) > 1:
         raise ReleaseError(
-            f"{folder} is a PyInstaller onedir build (it holds "
-            f"{'_internal/' if '_internal' in names else 'libraries beside the executable'}); "
-            "the update protocol replaces one file: rebuild with --onefile "
-            "(pyi-selfupdate build does by default) and release dist/<app>"
+            f"{where} holds several app folders ({', '.join(a[0].name for a in apps)}), which looks "
+            "like several apps at once; release one at a time (give its folder)"
         )
+    stray = [p for p in entries if p != apps[0][0] and not (p.is_dir() and app_folder(p) is not None)]
+    if stray:
+        raise ReleaseError(
+            f"{where} holds the app folder {apps[0][0].name!r} and also {stray[0].name!r}; "
+            f"move {stray[0].name!r} out of {where}, or release {apps[0][0]} itself"
+        )
+    return apps[0]
+
+
+def _this_platform(path: Path, context: ReleaseContext) -> str:
+    """The platform of one artifact given alone: ``--platform``, or this machine's."""
+    if context.platform:
+        return check_platform(context.platform)
+    plat = current_platform()
+    if path.name.lower().endswith(".exe") and not plat.startswith("windows-"):
+        raise ReleaseError(
+            f"{path.name} is named like a Windows executable but this machine is {plat}; "
+            "give its platform with --platform (for example --platform windows-amd64)"
+        )
+    if path.name.endswith(".app") and not plat.startswith("darwin-"):
+        raise ReleaseError(
+            f"{path.name} is a macOS app bundle but this machine is {plat}; give its platform "
+            "with --platform (darwin-arm64 or darwin-amd64)"
+        )
+    return plat
 
 
 def _single_file(path: Path, context: ReleaseContext) -> List[Artifact]:
-    if context.platform:
-        plat = check_platform(context.platform)
-    else:
-        plat = current_platform()
-        if path.name.lower().endswith(".exe") and not plat.startswith("windows-"):
-            raise ReleaseError(
-                f"{path.name} is named like a Windows executable but this machine is {plat}; "
-                "give its platform with --platform (for example --platform windows-amd64)"
-            )
     cmd = context.cmd_name or _stem(path.name)
-    return [Artifact(path=path, cmd_name=cmd, platform=plat, version=context.version)]
+    return [Artifact(path=path, cmd_name=cmd, platform=_this_platform(path, context),
+                     version=context.version)]
+
+
+def _single_folder(folder: Path, exe: Path, context: ReleaseContext) -> List[Artifact]:
+    return [_folder_artifact(folder, exe, context, _this_platform(folder, context))]
 
 
 def _no_platform_flag(context: ReleaseContext, folder: Path, layout: str) -> None:
@@ -102,12 +166,14 @@ def collect_artifacts(context: ReleaseContext) -> List[Artifact]:
     if not path.is_dir():
         raise ReleaseError(f"{path} is neither a file nor a folder; give the executable to release")
 
+    exe = app_folder(path)
+    if exe is not None:
+        return _single_folder(path, exe, context)
     entries = _visible(path)
     if not entries:
         raise ReleaseError(
             f"{path} is empty; build the app first (pyi-selfupdate build app.py writes dist/<app>)"
         )
-    _refuse_onedir(path, entries)
     files = [p for p in entries if p.is_file()]
     dirs = [p for p in entries if p.is_dir()]
     others = [p for p in entries if not p.is_file() and not p.is_dir()]
@@ -129,12 +195,17 @@ def collect_artifacts(context: ReleaseContext) -> List[Artifact]:
         names = set()
         for d in plat_dirs:
             inner = _visible(d)
-            _refuse_onedir(d, inner)
+            app = _one_app(inner, d)
+            if app is not None:
+                names.add(_stem(app[1].name))
+                arts.append(_folder_artifact(app[0], app[1], context, d.name))
+                continue
             sub = [p for p in inner if p.is_dir()]
             if sub:
                 raise ReleaseError(
-                    f"{d} holds the folder {sub[0].name!r}; each <os>-<arch>/ folder must hold "
-                    "exactly one executable (a onefile build): remove the folder"
+                    f"{d} holds the folder {sub[0].name!r}, which is not an app folder; each "
+                    "<os>-<arch>/ folder must hold exactly one executable or one app folder "
+                    "(PyInstaller's dist/<app>): remove the folder"
                 )
             if len(inner) != 1:
                 shown = ", ".join(p.name for p in inner) or "nothing"
@@ -181,14 +252,12 @@ def collect_artifacts(context: ReleaseContext) -> List[Artifact]:
             for p in plat_files
         ]
 
-    # A PyInstaller dist/ folder with one onefile executable.
+    # A PyInstaller dist/ folder with one app folder, or one onefile executable.
+    app = _one_app(entries, path)
+    if app is not None:
+        return _single_folder(app[0], app[1], context)
     if dirs:
         d = dirs[0]
-        if (d / "_internal").is_dir() or any((d / h).exists() for h in _ONEDIR_HINTS):
-            raise ReleaseError(
-                f"{d} is a PyInstaller onedir build; the update protocol replaces one file: "
-                "rebuild with --onefile (pyi-selfupdate build does by default) and release dist/<app>"
-            )
         raise ReleaseError(
             f"{path} holds the folder {d.name!r}, which is neither an executable nor an "
             "<os>-<arch>/ folder; release the executable itself, or remove the folder"
@@ -223,7 +292,7 @@ _FORMATS = [
 def release_check_artifact(context: ReleaseContext, artifact: Artifact) -> None:
     """Warn when the file's format does not run on its platform (a likely mix-up)."""
     try:
-        with open(artifact.path, "rb") as fh:
+        with open(artifact.executable or artifact.path, "rb") as fh:
             head = fh.read(4)
     except OSError:
         return

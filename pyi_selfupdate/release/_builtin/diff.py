@@ -19,7 +19,7 @@ from typing import Iterator, Sequence, Tuple
 import bsdiff4
 
 from ...errors import ReleaseError
-from .._model import Artifact, PatchJob, ReleaseContext
+from .._model import Artifact, PatchJob, ReleaseContext, read_content
 from ..hookspecs import hookimpl
 
 log = logging.getLogger("pyi_selfupdate.release")
@@ -41,10 +41,13 @@ def read_gz(path: "os.PathLike[str] | str") -> bytes:
 
 
 def diff_one(old_gz: str, new_path: str, new_sha256: bytes) -> bytes:
-    """One patch from the release in ``old_gz`` to the file ``new_path`` (worker entry point)."""
+    """One patch from the release in ``old_gz`` to ``new_path`` (worker entry point).
+
+    ``new_path`` is the new executable, or the new app folder, whose canonical
+    archive is diffed against the earlier archive (an earlier ``.gz`` holds it).
+    """
     old = read_gz(old_gz)
-    with open(new_path, "rb") as fh:
-        new = fh.read()
+    new = read_content(new_path)
     if hashlib.sha256(new).digest() != new_sha256:
         raise ReleaseError(
             f"{new_path} changed while it was being released; wait for the build to finish "

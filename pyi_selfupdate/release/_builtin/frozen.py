@@ -38,8 +38,11 @@ def read_embedded_config(path: "str | os.PathLike[str]") -> Optional[Dict[str, A
 
     None when ``path`` is not a PyInstaller onefile executable (no CArchive) or
     was built without pyi-selfupdate's hook. Raises :class:`ReleaseError` when
-    the embedded entry exists but is not a JSON object.
+    the embedded entry exists but is not a JSON object. For an app folder
+    (onedir, macOS ``.app``) the configuration is a data file inside it.
     """
+    if os.path.isdir(path):
+        return _folder_config(os.fspath(path))
     try:
         size = os.path.getsize(path)
     except OSError as exc:
@@ -70,8 +73,33 @@ def read_embedded_config(path: "str | os.PathLike[str]") -> Optional[Dict[str, A
     return data
 
 
+#: Where a folder app keeps its data files: onedir's contents folder (or the
+#: folder itself), a macOS bundle's Resources and Frameworks.
+_DATA_DIRS = ("_internal", ".", "Contents/Resources", "Contents/Frameworks")
+
+
+def _folder_config(folder: str) -> Optional[Dict[str, Any]]:
+    for data_dir in _DATA_DIRS:
+        candidate = os.path.join(folder, *data_dir.split("/"), *EMBEDDED_ENTRY.split("/"))
+        try:
+            with open(candidate, "rb") as fh:
+                raw = fh.read(1 << 20)
+        except OSError:
+            continue
+        try:
+            data = json.loads(raw.decode("utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            raise ReleaseError(f"{candidate} is unreadable ({exc}); rebuild the app") from None
+        return data
+    log.debug("%s holds no pyi-selfupdate configuration", folder)
+    return None
+
+
 def check_frozen_artifact(
-    path: "str | os.PathLike[str]", *, version: str, cmd_name: str
+    path: "str | os.PathLike[str]", *, version: str, cmd_name: str,
+    executable: "str | os.PathLike[str] | None" = None,
 ) -> Optional[Dict[str, Any]]:
     """Refuse a frozen app whose embedded version or cmd_name differs from the release.
 
@@ -101,7 +129,7 @@ def check_frozen_artifact(
                 f"this release; release it with the cmd name {embedded_cmd!r} or rebuild it"
             )
     else:
-        stem = os.path.basename(shown)
+        stem = os.path.basename(os.fspath(executable or path))
         if stem.lower().endswith(".exe"):
             stem = stem[:-4]
         if stem != cmd_name:
@@ -120,7 +148,8 @@ def release_check_artifact(context: Any, artifact: Any) -> None:
     path = getattr(artifact, "path", artifact)
     version = getattr(artifact, "version", None) or getattr(context, "version")
     cmd_name = getattr(artifact, "cmd_name", None) or getattr(context, "cmd_name")
-    check_frozen_artifact(path, version=version, cmd_name=cmd_name)
+    check_frozen_artifact(path, version=version, cmd_name=cmd_name,
+                          executable=getattr(artifact, "executable", None))
 
 
 @hookimpl

@@ -5,17 +5,18 @@ from __future__ import annotations
 from typing import Any, Dict
 
 from ...errors import ManifestError, ReleaseError
-from ...protocol import Manifest
+from ...protocol import FOLDER, KIND_KEY, Manifest
 from .._model import Artifact, ReleaseContext
 from ..hookspecs import hookimpl
 
 
 @hookimpl(trylast=True)
 def release_manifest(context: ReleaseContext, artifact: Artifact) -> Manifest:
-    """``Version`` and ``Sha256``, then the fields the plugins add, in registration order."""
+    """``Version`` and ``Sha256``, ``Kind`` for a folder, then the fields the plugins add, in registration order."""
     base = Manifest(version=artifact.version, sha256=artifact.sha256)
     results = context.pm.hook.release_manifest_fields(context=context, artifact=artifact, manifest=base)
-    extra: Dict[str, Any] = {}
+    # A folder release says so (Go clients ignore the field); a single file stays as Go writes it.
+    extra: Dict[str, Any] = {KIND_KEY: FOLDER} if artifact.kind == FOLDER else {}
     # pluggy returns results newest plugin first: merge oldest first.
     for fields in reversed(results):
         if not isinstance(fields, dict):
