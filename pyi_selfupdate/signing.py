@@ -29,6 +29,9 @@ compact JSON (sorted keys, ASCII only) of::
      "platform": platform, "serial": int, "sha256": "<std base64>",
      "size": int, "version": version}
 
+plus ``"kind": "folder"`` for a folder release (the manifest's ``Kind``), so a
+signed folder release cannot be passed off as a single file or the reverse.
+
 JSON with sorted keys has a single encoding for these value types, and the
 domain prefix keeps the signature from being valid for anything else.
 
@@ -51,7 +54,7 @@ from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Unio
 from . import _lazy
 from ._files import write_atomic
 from .errors import ConfigError, SignatureError
-from .protocol import Manifest
+from .protocol import FILE, KIND_KEY, Manifest
 from .settings import LIMITS
 
 __all__ = [
@@ -202,6 +205,7 @@ def signed_message(
     size: int,
     serial: int,
     expires: Optional[str],
+    kind: Optional[str] = None,
 ) -> bytes:
     """The exact bytes a manifest signature covers (see the module docstring)."""
     body = {
@@ -213,6 +217,8 @@ def signed_message(
         "size": size,
         "version": version,
     }
+    if kind is not None and kind != FILE:  # a single file signs as it always did
+        body["kind"] = kind
     return DOMAIN + json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
@@ -316,7 +322,7 @@ def verify_manifest(
 
     msg = signed_message(
         cmd_name=m_cmd, platform=m_plat, version=manifest.version, sha256=manifest.sha256,
-        size=size, serial=serial, expires=exp_text,
+        size=size, serial=serial, expires=exp_text, kind=extra.get(KIND_KEY),
     )
     signing = _nacl_signing()
     from nacl.exceptions import BadSignatureError as _NaclBad

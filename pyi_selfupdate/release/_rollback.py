@@ -9,12 +9,45 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from ..errors import ReleaseError
-from ..protocol import full_path
+from ..archive import Unpacker
+from ..errors import ReleaseError, SelfUpdateError
+from ..protocol import FILE, FOLDER, decode_manifest, full_path, manifest_path
 from ._model import ProgressCallback, ReleaseSummary
 from ._pipeline import _name, release
 
 __all__ = ["rollback"]
+
+
+def _restore(root: Path, cmd_name: str, version: str, plat: str, tmp: Path) -> Path:
+    """The released file, or app folder, of ``version`` for ``plat``, rebuilt from its ``.gz`` in ``tmp``.
+
+    A single file becomes ``tmp/<plat>``; a folder release (the current
+    manifest says ``Kind: folder``) is unpacked to ``tmp/<plat>/<app>``, where
+    the release tool finds it again and rebuilds the same archive.
+    """
+    gz = root / full_path(cmd_name, version, plat)
+    kind = FILE
+    try:
+        kind = decode_manifest((root / manifest_path(cmd_name, plat)).read_bytes()).kind
+    except (OSError, SelfUpdateError):
+        pass
+    try:
+        with gzip.open(gz, "rb") as src:
+            if kind != FOLDER:
+                with open(tmp / plat, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+                return tmp / plat
+            (tmp / plat).mkdir()
+            unpacked = tmp / plat / cmd_name
+            unpacker = Unpacker(unpacked)
+            for block in iter(lambda: src.read(1 << 20), b""):
+                unpacker.write(block)
+            unpacker.close()
+    except (OSError, EOFError, SelfUpdateError) as exc:
+        raise ReleaseError(f"cannot read the released {gz} ({exc}); restore it from a backup") from None
+    if (unpacked / "Contents" / "MacOS").is_dir():  # a macOS bundle keeps its .app name
+        unpacked = unpacked.rename(unpacked.with_name(cmd_name + ".app"))
+    return unpacked
 
 
 def rollback(
@@ -55,11 +88,9 @@ def rollback(
         )
     tmp = Path(tempfile.mkdtemp(prefix="pyi-selfupdate-rollback-"))
     try:
-        for plat in available:
-            with gzip.open(root / full_path(cmd_name, version, plat), "rb") as src, open(tmp / plat, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
+        sources = {plat: _restore(root, cmd_name, version, plat, tmp) for plat in available}
         if len(available) == 1:
-            source = tmp / available[0]
+            source = sources[available[0]]
             plat_arg: Optional[str] = available[0]
         else:
             source, plat_arg = tmp, None

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence, Union
 
 from ..errors import ConfigError
-from ..protocol import validate_name
+from ..protocol import FILE, validate_name
 from ..signing import (
     _b64,
     _check_int,
@@ -187,6 +187,7 @@ def sign_fields(
     size: int,
     serial: int,
     expires: Union[None, str, _dt.datetime] = None,
+    kind: str = FILE,
 ) -> dict:
     """The extra manifest fields that sign one release with every key in ``private_keys``.
 
@@ -204,7 +205,7 @@ def sign_fields(
     exp = _normalize_expires(expires)
     msg = signed_message(
         cmd_name=cmd_name, platform=platform, version=version, sha256=bytes(sha256),
-        size=size, serial=serial, expires=exp,
+        size=size, serial=serial, expires=exp, kind=kind,
     )
     sigs: List[dict] = []
     seen = set()

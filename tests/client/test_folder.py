@@ -18,7 +18,9 @@ from pyi_selfupdate import Updater, VerificationError
 from pyi_selfupdate import _files, _staging
 from pyi_selfupdate.archive import FolderArchive, Unpacker
 from pyi_selfupdate.errors import InstallError
-from pyi_selfupdate.protocol import Manifest, encode_manifest
+from pyi_selfupdate.protocol import Manifest, decode_manifest, encode_manifest
+from pyi_selfupdate.release import release
+from pyi_selfupdate.release.keys import generate_private_key, write_private_key
 
 PLAT = "linux-amd64"
 
@@ -61,18 +63,10 @@ def mac_app(root: Path, version: str) -> Path:
     return root
 
 
-def publish(tree: Path, builds: dict, *, newest: str, kind: str = "folder") -> None:
-    """A release tree as the release tool writes it for a folder: manifest, .gz and patches to ``newest``."""
-    archives = {v: archive_of(folder) for v, folder in builds.items()}
-    for version, data in archives.items():
-        (tree / "myapp" / version).mkdir(parents=True, exist_ok=True)
-        (tree / "myapp" / version / f"{PLAT}.gz").write_bytes(gzip.compress(data, mtime=0))
-        if version != newest:
-            (tree / "myapp" / version / newest).mkdir(exist_ok=True)
-            (tree / "myapp" / version / newest / PLAT).write_bytes(bsdiff4.diff(data, archives[newest]))
-    extra = {"Kind": "folder"} if kind == "folder" else {}
-    manifest = Manifest(newest, hashlib.sha256(archives[newest]).digest(), extra)
-    (tree / "myapp" / f"{PLAT}.json").write_bytes(encode_manifest(manifest))
+def publish(tree: Path, builds: dict, **options) -> None:
+    """Release each build in version order with the release tool, as a publisher would."""
+    for version, folder in builds.items():
+        release(folder, version, out=tree, platform=PLAT, options=options)
 
 
 @pytest.fixture
@@ -84,7 +78,7 @@ def builds(tmp_path):
 @pytest.fixture
 def tree(tmp_path, builds, serve):
     root = tmp_path / "public"
-    publish(root, builds, newest="1.1")
+    publish(root, builds)
     return serve(root)
 
 
@@ -179,7 +173,7 @@ def test_kinds_never_mix(tmp_path, builds, serve):
     assert archive_of(app) == archive_of(builds["1.0"]) and server.log == [f"/myapp/{PLAT}.json"]
     # a onefile app against a folder release
     tree = tmp_path / "folders"
-    publish(tree, builds, newest="1.1")
+    publish(tree, builds)
     server = serve(tree)
     single = tmp_path / "bin" / "myapp"
     single.parent.mkdir()
@@ -196,7 +190,7 @@ def test_kinds_never_mix(tmp_path, builds, serve):
 def test_mac_app_bundle_keeps_its_links_and_signature_files(tmp_path, serve):
     builds = {v: mac_app(tmp_path / "build" / v / "MyApp.app", v) for v in ("1.0", "1.1")}
     root = tmp_path / "public"
-    publish(root, builds, newest="1.1")
+    publish(root, builds)
     server = serve(root)
     app = install(tmp_path, builds["1.0"]).rename(tmp_path / "apps" / "MyApp.app")
     result = updater(server, app, "1.0").update()
@@ -233,3 +227,42 @@ def test_folder_of_an_interrupted_unpack_is_cleaned_at_the_next_launch(tmp_path,
     (half.path / "partial.bin").write_bytes(b"x")
     assert _staging.cleanup_leftovers(app) == [half.path]
     assert leftovers(app) == set()
+
+
+def test_signed_folder_release_binds_its_kind(tmp_path, builds, serve):
+    key = generate_private_key()
+    keyfile = tmp_path / "release.key"
+    write_private_key(keyfile, key)
+    root = tmp_path / "public"
+    publish(root, builds, sign_keys=[str(keyfile)])
+    server = serve(root)
+    manifest_file = root / "myapp" / f"{PLAT}.json"
+    signed = manifest_file.read_bytes()
+    assert decode_manifest(signed).kind == "folder"
+
+    app = install(tmp_path, builds["1.0"])
+    stripped = decode_manifest(signed)
+    manifest_file.write_bytes(encode_manifest(Manifest(stripped.version, stripped.sha256, {
+        k: v for k, v in stripped.extra.items() if k != "Kind"})))
+    single = tmp_path / "bin" / "myapp"
+    single.parent.mkdir()
+    single.write_bytes(b"onefile 1.0")
+    with pytest.raises(VerificationError, match="does not match"):  # Kind removed: signature broken
+        Updater(current_version="1.0", api_url=server.url, cmd_name="myapp", platform=PLAT,
+                target=single, public_keys=[key.public_key_text]).update()
+    manifest_file.write_bytes(signed)
+    result = updater(server, app, "1.0", public_keys=[key.public_key_text]).update()
+    assert result.installed and archive_of(app) == archive_of(builds["1.1"])
+
+
+def test_rollback_of_a_folder_release(tmp_path, builds, serve):
+    from pyi_selfupdate.release._rollback import rollback
+
+    root = tmp_path / "public"
+    publish(root, builds)
+    rollback(root, "myapp", "1.0")
+    server = serve(root)
+    app = install(tmp_path, builds["1.1"])
+    result = updater(server, app, "1.1").update()
+    assert result.to_version == "1.0" and result.method == "patch"
+    assert archive_of(app) == archive_of(builds["1.0"])

@@ -127,6 +127,7 @@ def release_manifest_fields(context: ReleaseContext, artifact: Artifact, manifes
         size=artifact.size,
         serial=artifact.data["sign_serial"],
         expires=expires,
+        kind=artifact.kind,
     )
     context.report(
         f"signed {artifact.cmd_name} {artifact.version} {artifact.platform}: serial {fields['Serial']}"
