@@ -70,7 +70,7 @@ from .settings import DEFAULTS, LIMITS, SettingError, check
 # _files, _staging and _schedule import these on first use (the usual launch of a frozen app
 # needs none of them). Every install goes through this module and nothing may be
 # imported once an install replaced the executable: import them now.
-import base64, datetime, json, random, secrets  # noqa: E401,E402,F401,I001
+import base64, bisect, ctypes, datetime, json, random, secrets, shutil  # noqa: E401,E402,F401,I001
 
 __all__ = ["Updater", "UpdateResult"]
 

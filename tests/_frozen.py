@@ -32,8 +32,12 @@ class FrozenBuilder:
         args: Sequence[str] = (),
         files: Optional[Mapping[str, str]] = None,
         reproducible: bool = True,
+        onedir: bool = False,
     ) -> Path:
         """Build ``source_dir/script`` as a onefile app called ``name``; return the executable.
+
+        With ``onedir`` the app is built as PyInstaller's default onedir folder
+        (``<name>/<name>`` beside ``<name>/_internal/``) and the folder is returned.
 
         ``files`` are written into a copy of ``source_dir`` first (e.g. a changed
         module or a pyproject.toml), ``env`` is added to PyInstaller's environment
@@ -42,7 +46,7 @@ class FrozenBuilder:
         """
         key_src = json.dumps(
             [str(source_dir), script, name, sorted((env or {}).items()), list(args),
-             sorted((files or {}).items()), reproducible],
+             sorted((files or {}).items()), reproducible, onedir],
         )
         key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
         if key in self._cache:
@@ -62,7 +66,7 @@ class FrozenBuilder:
             run_env["PYTHONHASHSEED"] = "0"
         run_env.update(env or {})
         cmd = [
-            sys.executable, "-m", "PyInstaller", "--onefile", "--noconfirm",
+            sys.executable, "-m", "PyInstaller", "--onedir" if onedir else "--onefile", "--noconfirm",
             "--log-level", "WARN", "--name", name,
             "--distpath", str(work / "dist"), "--workpath", str(work / "build"),
             "--specpath", str(work), *args, str(src / script),
@@ -72,6 +76,6 @@ class FrozenBuilder:
             raise RuntimeError(
                 f"PyInstaller failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
             )
-        exe = work / "dist" / (name + (".exe" if os.name == "nt" else ""))
+        exe = work / "dist" / name if onedir else work / "dist" / (name + (".exe" if os.name == "nt" else ""))
         self._cache[key] = exe
         return exe

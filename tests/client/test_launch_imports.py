@@ -151,7 +151,8 @@ def test_client_import_loads_what_an_install_needs(tmp_path):
 import json, sys
 sys.frozen = True
 import pyi_selfupdate.updater
-print(json.dumps({"missing": [m for m in ("base64", "datetime", "hashlib", "json", "random", "secrets", "logging")
+print(json.dumps({"missing": [m for m in ("base64", "datetime", "hashlib", "json", "random", "secrets", "logging",
+                                        "bisect", "ctypes", "shutil", "pyi_selfupdate.archive")
                               if m not in sys.modules]}))
 """
     assert _python(code, tmp_path)["missing"] == []
