@@ -13,15 +13,8 @@ from _server import ReleaseServer  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _find_vectors() -> Path:
-    for base in (REPO.parent / "shared", REPO / "shared"):
-        candidate = base / "interop" / "go-selfupdate"
-        if candidate.is_dir():
-            return candidate
-    raise RuntimeError(
-        "the go-selfupdate reference vectors were not found in ../shared/interop/go-selfupdate; "
-        "clone the repository beside the shared/ folder"
-    )
+#: payloads/ and public/ written by the go-selfupdate CLI itself (see its README.md).
+VECTORS = Path(__file__).resolve().parent / "vectors" / "go-selfupdate"
 
 
 @pytest.fixture(scope="session")
@@ -40,8 +33,9 @@ def app_port() -> int:
 
 @pytest.fixture(scope="session")
 def go_vectors() -> Path:
-    """``../shared/interop/go-selfupdate``: payloads/ and public/ written by the Go CLI."""
-    return _find_vectors()
+    """``tests/vectors/go-selfupdate``: payloads/ and public/ written by the Go CLI."""
+    assert (VECTORS / "payloads").is_dir() and (VECTORS / "public").is_dir(), VECTORS
+    return VECTORS
 
 
 @pytest.fixture
