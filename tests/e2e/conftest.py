@@ -11,18 +11,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/e2e/_apps.py
-
 from _apps import APP_SRC, NAME, V1, V2, release  # noqa: E402
 from _server import ReleaseServer  # noqa: E402
 
-pytestmark = pytest.mark.e2e
+# (pytestmark has no effect in a conftest: tests/conftest.py marks every test
+# using these builds, i.e. the ``frozen`` fixture, e2e.)
 
 
 def _build(frozen, port: int, *, version: str = V1, extra_env: Optional[Dict[str, str]] = None,

@@ -30,6 +30,8 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import bsdiff4
 
+from _installed import PATH_ENTRY, python_env
+
 REPO = Path(__file__).resolve().parents[2]
 CMD = "faultapp"
 PLAT = "linux-amd64"
@@ -167,9 +169,8 @@ UPDATER_CHILD = textwrap.dedent(
 
 
 def child_env(extra: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
-    """Environment for children: the repository first on the path, unbuffered output."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in [env.get("PYTHONPATH")] if p])
+    """Environment for children: this run's pyi_selfupdate (the installed one), unbuffered output."""
+    env = python_env()
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
     return env
@@ -191,7 +192,7 @@ def python_for_user(preexec, env: Mapping[str, str]) -> Optional[Tuple[str, Dict
     import shutil as _shutil
 
     ver = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    paths = [str(REPO)] + [p for p in site.getsitepackages() if os.path.isdir(p)]
+    paths = [PATH_ENTRY] + [p for p in site.getsitepackages() if os.path.isdir(p)]
     candidates = [sys.executable, f"/usr/bin/python{ver}", _shutil.which(f"python{ver}"),
                   f"/usr/local/bin/python{ver}"]
     for cand in dict.fromkeys(c for c in candidates if c):

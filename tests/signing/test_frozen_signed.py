@@ -9,12 +9,9 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 
 from _apps import APP_SRC, NAME, V1, V2, run_app, staged_files  # noqa: E402
 from _server import Fault, ReleaseServer  # noqa: E402
