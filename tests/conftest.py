@@ -119,4 +119,6 @@ def frozen(tmp_path_factory):
     """Session-wide FrozenBuilder: ``frozen.build(src_dir, "app.py", name=...)`` builds once."""
     from _frozen import FrozenBuilder
 
-    return FrozenBuilder(tmp_path_factory.mktemp("frozen"))
+    builder = FrozenBuilder(tmp_path_factory.mktemp("frozen"))
+    yield builder
+    builder.close()

@@ -469,7 +469,8 @@ def build_textstat_pair(frozen, root: Path, port: Optional[int] = None) -> Froze
     port = port or free_port()
     core = (src / "textstat_core.py").read_text()
     exes = {}
-    for version in ("1.0", "1.1"):
+
+    def inputs(version: str) -> dict:
         env = {
             "PYI_SELFUPDATE_API_URL": f"http://127.0.0.1:{port}/",
             "PYI_SELFUPDATE_CHECK_TIME": "0",
@@ -479,7 +480,11 @@ def build_textstat_pair(frozen, root: Path, port: Optional[int] = None) -> Froze
         files = {}
         if version != "1.0":
             files["textstat_core.py"] = core.replace('__version__ = "1.0"', f'__version__ = "{version}"')
-        exes[version] = frozen.build(src, "textstat.py", name="textstat", env=env, files=files)
+        return dict(name="textstat", env=env, files=files)
+
+    frozen.prefetch(src, "textstat.py", **inputs("1.1"))  # builds beside 1.0
+    for version in ("1.0", "1.1"):
+        exes[version] = frozen.build(src, "textstat.py", **inputs(version))
     old, new = exes["1.0"].read_bytes(), exes["1.1"].read_bytes()
     files = publish(root, "textstat", current_platform(), [("1.0", old), ("1.1", new)])
     return FrozenPair(exes["1.0"], exes["1.1"], old, new, root, files, port)
