@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench setup clean
+.PHONY: demo test test-fast bench setup clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,13 @@ setup: $(VENV)/bin/python
 demo: setup
 	$(PY) example_app/demo.py
 
+# Everything, frozen-app builds included (what CI runs, through .ci/run).
 test: setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Everything but the tests that build frozen apps with PyInstaller (marker e2e).
+test-fast: setup
+	$(VENV)/bin/pytest -m "not e2e" $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) benchmarks/release_bench.py

@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.server
 import os
 import posixpath
+import selectors
 import socket
 import struct
 import sys
@@ -38,9 +39,22 @@ class Fault:
 
 
 class _QuietServer(http.server.ThreadingHTTPServer):
-    """Clients dropping connections on purpose (timeouts, resets) are not errors here."""
+    """Clients dropping connections on purpose (timeouts, resets) are not errors here.
+
+    Handler threads are daemons and never joined: a handler stalled on purpose
+    does not hold up ``close()`` (which also wakes its waits, see ``closing``).
+    """
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.closing = threading.Event()  # set by close(): fault waits end at once
+        super().__init__(*args, **kwargs)
 
     def handle_error(self, request, client_address) -> None:
+        if self.closing.is_set():
+            return  # a handler woken by close() found its client gone: expected
         if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
             super().handle_error(request, client_address)
 
@@ -73,7 +87,7 @@ class ReleaseServer:
                 rel = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
                 fault = server.faults.get(rel)
                 if fault and fault.delay:
-                    time.sleep(fault.delay)
+                    server._wait(fault.delay)
                 if fault and fault.redirect is not None:
                     self.send_response(302)
                     self.send_header("Location", fault.redirect)
@@ -113,7 +127,7 @@ class ReleaseServer:
             def _faulty_body(self, body: bytes, fault: Fault) -> None:
                 if fault.stall:
                     self.wfile.flush()
-                    time.sleep(fault.stall)
+                    server._wait(fault.stall)
                     self.close_connection = True
                     return
                 if fault.reset_after is not None:
@@ -132,7 +146,7 @@ class ReleaseServer:
                 if fault.chunk_size > 0:
                     for start in range(0, len(body), fault.chunk_size):
                         if fault.chunk_delay:
-                            time.sleep(fault.chunk_delay)
+                            server._wait(fault.chunk_delay)
                         self.wfile.write(body[start : start + fault.chunk_size])
                         self.wfile.flush()
                 else:
@@ -148,9 +162,25 @@ class ReleaseServer:
                     server.on_sent(self.path, now)
 
         self._httpd = _QuietServer((self.host, self.port), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        # close() wakes the accept loop through this pair: no polling, no 0.5 s
+        # wait for serve_forever's poll interval at every teardown.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
+
+    def _serve(self) -> None:
+        httpd = self._httpd
+        with selectors.DefaultSelector() as selector:
+            selector.register(httpd, selectors.EVENT_READ)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            while not httpd.closing.is_set():
+                for key, _ in selector.select():
+                    if key.fileobj is httpd and not httpd.closing.is_set():
+                        httpd._handle_request_noblock()  # accept; a thread answers
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep in a handler (a fault's delay or stall); ends early when the server closes."""
+        self._httpd.closing.wait(seconds)
 
     @property
     def url(self) -> str:
@@ -158,5 +188,12 @@ class ReleaseServer:
         return f"http://{self.host}:{self._httpd.server_address[1]}/"
 
     def close(self) -> None:
-        self._httpd.shutdown()
+        """Stop at once: the accept loop ends, the port is free; handler threads are not waited for."""
+        if self._httpd.closing.is_set():
+            return
+        self._httpd.closing.set()
+        self._wake_w.send(b"x")
+        self._thread.join(5)
         self._httpd.server_close()
+        self._wake_r.close()
+        self._wake_w.close()

@@ -15,6 +15,8 @@ from pyi_selfupdate import FetchError, PatchError, Updater, VerificationError
 from pyi_selfupdate._patch import apply_patch, bsdiff_header, gunzip_to
 from pyi_selfupdate.fetch import RequestsRequester
 
+from _installed import python_env
+
 NEWEST = "1.4+meta"
 
 
@@ -166,7 +168,7 @@ def test_importing_the_client_does_not_import_requests():
     code = ("import sys, pyi_selfupdate; from pyi_selfupdate import _files, _staging, _instances, _schedule, fetch;"
             "print('requests' in sys.modules, 'bsdiff4' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={"PYTHONPATH": str(Path(__file__).resolve().parents[2])}, check=True)
+                         env=python_env({}), check=True)
     assert out.stdout.split() == ["False", "False"]
 
 

@@ -15,7 +15,8 @@ import pytest
 
 from pyi_selfupdate import _files, _instances, _staging
 
-REPO = Path(__file__).resolve().parents[2]
+from _installed import python_env
+
 NEWEST = "1.4+meta"
 
 HOLDER = r"""
@@ -32,7 +33,7 @@ else:
 
 
 def _process(target: Path, mode: str) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = python_env()
     return subprocess.Popen([sys.executable, "-c", HOLDER, str(target), mode], env=env,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
@@ -269,7 +270,7 @@ def test_killed_update_leftover_is_cleaned(make_app, payload_of, leftovers):
             "f = _files.NewFile(sys.argv[1]); f.write(b'x' * 1000)\n"
             "print(f.path, flush=True)\nsys.stdin.read()\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(target)],
-                            env=dict(os.environ, PYTHONPATH=str(REPO)),
+                            env=python_env(),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     path = Path(proc.stdout.readline().strip())
     assert _staging.cleanup_leftovers(target) == []  # its writer is alive
@@ -291,7 +292,7 @@ def test_hold_shared_waits_for_an_install_to_finish(make_app, caplog):
             "lock = _instances.instance_lock(sys.argv[1])\n"
             "with lock.exclusive() as got:\n    print(got, flush=True)\n    sys.stdin.readline()\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(target)],
-                            env=dict(os.environ, PYTHONPATH=str(REPO)),
+                            env=python_env(),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "True"
     lock = _instances.instance_lock(target)
@@ -330,7 +331,7 @@ def test_claimed_staged_file_survives_cleanup_while_its_installer_lives(
     target = make_app("1.0")
     updater_for(target, "1.0").stage()
     proc = subprocess.Popen([sys.executable, "-c", CLAIMER, str(target)],
-                            env=dict(os.environ, PYTHONPATH=str(REPO)),
+                            env=python_env(),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         private = Path(proc.stdout.readline().strip())
@@ -353,7 +354,7 @@ def test_claimed_file_of_a_killed_installer_is_cleaned(make_app, updater_for, se
     target = make_app("1.0")
     updater_for(target, "1.0").stage()
     proc = subprocess.Popen([sys.executable, "-c", CLAIMER, str(target)],
-                            env=dict(os.environ, PYTHONPATH=str(REPO)),
+                            env=python_env(),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     private = Path(proc.stdout.readline().strip())
     proc.kill()

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from _installed import python_env
+
 
 #: Modules the usual launch must not import (the app may, later, on its own).
 HEAVY = ["logging", "json", "hashlib", "_hashlib", "datetime", "random", "secrets", "base64",
@@ -25,8 +26,7 @@ HEAVY = ["logging", "json", "hashlib", "_hashlib", "datetime", "random", "secret
 
 
 def _python(code: str, tmp_path: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYI_SELFUPDATE")}
-    env["PYTHONPATH"] = str(REPO)
+    env = python_env({k: v for k, v in os.environ.items() if not k.startswith("PYI_SELFUPDATE")})
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          cwd=tmp_path, timeout=60)
     assert out.returncode == 0, out.stderr

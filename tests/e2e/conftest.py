@@ -11,22 +11,20 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/e2e/_apps.py
-
 from _apps import APP_SRC, NAME, V1, V2, release  # noqa: E402
 from _server import ReleaseServer  # noqa: E402
 
-pytestmark = pytest.mark.e2e
+# (pytestmark has no effect in a conftest: tests/conftest.py marks every test
+# using these builds, i.e. the ``frozen`` fixture, e2e.)
 
 
 def _build(frozen, port: int, *, version: str = V1, extra_env: Optional[Dict[str, str]] = None,
-           core_version: str = V1) -> Path:
+           core_version: str = V1, start: bool = False) -> Path:
     env = {
         "PYI_SELFUPDATE_API_URL": f"http://127.0.0.1:{port}/",
         "PYI_SELFUPDATE_CHECK_TIME": "0",
@@ -38,31 +36,51 @@ def _build(frozen, port: int, *, version: str = V1, extra_env: Optional[Dict[str
     if core_version != V1:  # the one module that changes between releases
         core = (APP_SRC / "textstat_core.py").read_text()
         files["textstat_core.py"] = core.replace(f'__version__ = "{V1}"', f'__version__ = "{core_version}"')
-    return frozen.build(APP_SRC, "textstat.py", name=NAME, env=env, files=files)
+    return (frozen.prefetch if start else frozen.build)(APP_SRC, "textstat.py", name=NAME, env=env, files=files)
+
+
+#: The builds of the fixtures below, by fixture name.
+_VARIANTS = {
+    "app_v1": dict(),
+    "app_v2": dict(version=V2, core_version=V2),
+    "app_dev": dict(version="dev"),
+    "app_immediate": dict(extra_env={"PYI_SELFUPDATE_MODE": "immediate"}),
+}
 
 
 @pytest.fixture(scope="session")
-def app_v1(frozen, app_port) -> Path:
+def _builds_started(frozen, app_port, request) -> None:
+    """Start the builds the selected tests use, side by side, before the first one is needed."""
+    wanted = set()
+    for item in request.session.items:
+        wanted |= set(getattr(item, "fixturenames", ())) & set(_VARIANTS)
+    for name, inputs in _VARIANTS.items():
+        if name in wanted:
+            _build(frozen, app_port, start=True, **inputs)
+
+
+@pytest.fixture(scope="session")
+def app_v1(frozen, app_port, _builds_started) -> Path:
     """textstat 1.0, background mode."""
-    return _build(frozen, app_port)
+    return _build(frozen, app_port, **_VARIANTS["app_v1"])
 
 
 @pytest.fixture(scope="session")
-def app_v2(frozen, app_port) -> Path:
+def app_v2(frozen, app_port, _builds_started) -> Path:
     """textstat 1.1 (textstat_core.py changed), background mode."""
-    return _build(frozen, app_port, version=V2, core_version=V2)
+    return _build(frozen, app_port, **_VARIANTS["app_v2"])
 
 
 @pytest.fixture(scope="session")
-def app_dev(frozen, app_port) -> Path:
+def app_dev(frozen, app_port, _builds_started) -> Path:
     """textstat built as version ``dev``: never updates."""
-    return _build(frozen, app_port, version="dev")
+    return _build(frozen, app_port, **_VARIANTS["app_dev"])
 
 
 @pytest.fixture(scope="session")
-def app_immediate(frozen, app_port) -> Path:
+def app_immediate(frozen, app_port, _builds_started) -> Path:
     """textstat 1.0 with ``mode = "immediate"``."""
-    return _build(frozen, app_port, extra_env={"PYI_SELFUPDATE_MODE": "immediate"})
+    return _build(frozen, app_port, **_VARIANTS["app_immediate"])
 
 
 @pytest.fixture(scope="session")

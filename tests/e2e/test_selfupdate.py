@@ -234,28 +234,55 @@ def test_multiprocessing_workers_do_not_check(app_v1, tree_v2, copy_tree, serve_
 
 
 def test_two_launches_at_once_do_not_both_install(
-    app_v1, app_v2, tree_v2, copy_tree, serve_app, install
+    app_v1, app_v2, tree_v2, copy_tree, serve_app, install, tmp_path
 ):
+    """Two launches overlap with an update staged: exactly one installs, at its exit, after the other.
+
+    The overlap is proven, not hoped for: both processes are seen alive together
+    after each one's bootstrap logged that the other runs the same file.
+    """
     serve_app(copy_tree(tree_v2))
     exe = install(app_v1)
     _ok(run_app(exe, "--version"), f"textstat {V1}\n")
     assert f".{NAME}.staged.json" in staged_files(exe)
 
-    procs = [
-        subprocess.Popen([str(exe), "top", "-n", "2"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=app_env(), cwd=exe.parent)
-        for _ in range(2)
-    ]
-    time.sleep(3)  # both get past their start-up while the other one runs
-    results = [p.communicate(TEXT, timeout=90) for p in procs]
-    for proc, (out, err) in zip(procs, results):
+    errs = [tmp_path / f"stderr{i}.txt" for i in range(2)]
+    procs = []
+    for err_path in errs:
+        with open(err_path, "w") as err:
+            procs.append(subprocess.Popen([str(exe), "top", "-n", "2"], stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, stderr=err, text=True,
+                                          env=app_env(), cwd=exe.parent))
+    # each waits on its stdin: both stay alive until they get it
+    deadline = time.monotonic() + 60
+    while not all("other processes run" in e.read_text() for e in errs):
+        assert time.monotonic() < deadline, [e.read_text() for e in errs]
+        assert all(p.poll() is None for p in procs), [e.read_text() for e in errs]
+        time.sleep(0.02)
+    assert all(p.poll() is None for p in procs), "the two launches did not overlap"
+    results = []
+    for proc in procs:
+        proc.stdin.write(TEXT)
+        proc.stdin.close()
+    for proc in procs:
+        out = proc.stdout.read()
+        proc.wait(timeout=90)
+        results.append(out)
+    logs = [e.read_text() for e in errs]
+    for proc, out, err in zip(procs, results, logs):
         assert proc.returncode == 0, err
         assert out == TOP_OUTPUT, err
-    installs = sum(err.count("installed the staged update") for _, err in results)
-    assert installs <= 1
-    assert exe.read_bytes() in (app_v1.read_bytes(), app_v2.read_bytes())
+    # one took the install on, the other left it to it
+    assert sorted(("is installed when this process exits" in err, "another launch installs" in err)
+                  for err in logs) == [(False, True), (True, False)], logs
+    installs = sum(err.count("installed staged update") for err in logs)
+    assert installs == 1, logs  # the one that took it on, at its exit, once the other ended
+    assert exe.read_bytes() == app_v2.read_bytes(), logs
+    assert staged_files(exe) == []
 
-    _ok(run_app(exe, "--version"), f"textstat {V2}\n")  # the next launch alone installs it
+    nxt = run_app(exe, "--version")  # the next launch runs the new version, nothing to install
+    _ok(nxt, f"textstat {V2}\n")
+    assert "installed staged update" not in nxt.stderr
     assert exe.read_bytes() == app_v2.read_bytes()
 
 

@@ -30,6 +30,8 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import bsdiff4
 
+from _installed import PATH_ENTRY, python_env
+
 REPO = Path(__file__).resolve().parents[2]
 CMD = "faultapp"
 PLAT = "linux-amd64"
@@ -167,9 +169,8 @@ UPDATER_CHILD = textwrap.dedent(
 
 
 def child_env(extra: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
-    """Environment for children: the repository first on the path, unbuffered output."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in [env.get("PYTHONPATH")] if p])
+    """Environment for children: this run's pyi_selfupdate (the installed one), unbuffered output."""
+    env = python_env()
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
     return env
@@ -191,7 +192,7 @@ def python_for_user(preexec, env: Mapping[str, str]) -> Optional[Tuple[str, Dict
     import shutil as _shutil
 
     ver = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    paths = [str(REPO)] + [p for p in site.getsitepackages() if os.path.isdir(p)]
+    paths = [PATH_ENTRY] + [p for p in site.getsitepackages() if os.path.isdir(p)]
     candidates = [sys.executable, f"/usr/bin/python{ver}", _shutil.which(f"python{ver}"),
                   f"/usr/local/bin/python{ver}"]
     for cand in dict.fromkeys(c for c in candidates if c):
@@ -468,7 +469,8 @@ def build_textstat_pair(frozen, root: Path, port: Optional[int] = None) -> Froze
     port = port or free_port()
     core = (src / "textstat_core.py").read_text()
     exes = {}
-    for version in ("1.0", "1.1"):
+
+    def inputs(version: str) -> dict:
         env = {
             "PYI_SELFUPDATE_API_URL": f"http://127.0.0.1:{port}/",
             "PYI_SELFUPDATE_CHECK_TIME": "0",
@@ -478,7 +480,11 @@ def build_textstat_pair(frozen, root: Path, port: Optional[int] = None) -> Froze
         files = {}
         if version != "1.0":
             files["textstat_core.py"] = core.replace('__version__ = "1.0"', f'__version__ = "{version}"')
-        exes[version] = frozen.build(src, "textstat.py", name="textstat", env=env, files=files)
+        return dict(name="textstat", env=env, files=files)
+
+    frozen.prefetch(src, "textstat.py", **inputs("1.1"))  # builds beside 1.0
+    for version in ("1.0", "1.1"):
+        exes[version] = frozen.build(src, "textstat.py", **inputs(version))
     old, new = exes["1.0"].read_bytes(), exes["1.1"].read_bytes()
     files = publish(root, "textstat", current_platform(), [("1.0", old), ("1.1", new)])
     return FrozenPair(exes["1.0"], exes["1.1"], old, new, root, files, port)

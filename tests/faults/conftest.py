@@ -9,12 +9,9 @@ Bounded by default (what ``make test`` runs in CI); the long form is
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 import _faultkit as kit  # noqa: E402
 

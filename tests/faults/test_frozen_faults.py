@@ -254,6 +254,10 @@ def test_ten_launches_at_once_with_update_staged(tmp_path, textstat):
             assert out in (f"textstat {app.old_version}", f"textstat {app.new_version}"), (out, err[-2000:])
         # Exactly one of the ten installs, and only once the others have ended.
         assert r["installs"] == 1, f"{r['installs']} of the ten installed; their logs: {logs}"
+        # ... at its exit, after the others: proof that the ten did run at once
+        # (a launch alone would have installed at its start and restarted)
+        assert sum(len(re.findall(r"installed staged update \S+ -> \S+ at exit", e))
+                   for _, _, e in r["results"]) == 1, logs
         assert r["final"] == "new", logs
         after = r["after"]
         assert after.returncode == 0 and after.stdout.strip() == f"textstat {app.new_version}", after

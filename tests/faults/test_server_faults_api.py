@@ -9,7 +9,7 @@ For each fault kind, three places it can strike:
 - the patch missing and the ``.gz`` faulty: a SelfUpdateError, untouched, and
   the next healthy check updates.
 
-The client gets a requester with 1.5 s timeouts (``RequestsRequester``'s own
+The client gets a requester with 0.75 s timeouts (``RequestsRequester``'s own
 knobs) so that a stalled socket fails in seconds rather than the default 30.
 """
 
@@ -23,7 +23,7 @@ import pytest
 import _faultkit as kit
 from _server import Fault
 
-TIMEOUT = 1.5
+TIMEOUT = 0.75
 
 
 def kinds(size: int, url_path: str):

@@ -12,12 +12,11 @@ from pathlib import Path
 
 from pyi_selfupdate.protocol import decode_manifest
 
-REPO = Path(__file__).resolve().parents[2]
+from _installed import python_env
 
 
 def _run(*args: str, extra_path: str = "", cwd: Path = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (extra_path, str(REPO), env.get("PYTHONPATH", "")) if p)
+    env = python_env(first=[extra_path] if extra_path else [])
     return subprocess.run([sys.executable, "-m", "pyi_selfupdate", "release", *args],
                           env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
 
@@ -119,7 +118,7 @@ def test_kill_9_mid_release_then_the_same_command_completes_it(tmp_path):
     common = ["-o", str(out), "--platform", "linux-amd64"]
     for v in ("1.0", "1.1"):
         assert _run(*common, str(builds[v]), v).returncode == 0
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = python_env()
     proc = subprocess.Popen([sys.executable, "-m", "pyi_selfupdate", "release", *common, str(builds["1.2"]), "1.2"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)

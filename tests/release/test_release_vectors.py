@@ -1,4 +1,4 @@
-"""The release side against the go-selfupdate CLI's own output (shared/interop vectors)."""
+"""The release side against the go-selfupdate CLI's own output (tests/vectors/go-selfupdate)."""
 
 from __future__ import annotations
 

@@ -14,12 +14,13 @@ import pytest
 from pyi_selfupdate import signing
 from pyi_selfupdate.protocol import decode_manifest
 
-REPO = Path(__file__).resolve().parents[2]
+from _installed import python_env
+
 PLAT = "linux-amd64"
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = python_env()
     return subprocess.run([sys.executable, "-m", "pyi_selfupdate", *args], capture_output=True,
                           text=True, env=env, cwd=cwd)
 

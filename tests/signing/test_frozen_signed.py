@@ -9,12 +9,9 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 
 from _apps import APP_SRC, NAME, V1, V2, run_app, staged_files  # noqa: E402
 from _server import Fault, ReleaseServer  # noqa: E402
@@ -42,7 +39,7 @@ def key(tmp_path_factory):
     return k, folder / "release.key"
 
 
-def _build(frozen, port: int, key, version: str) -> Path:
+def _build(frozen, port: int, key, version: str, start: bool = False) -> Path:
     # No --hidden-import: the pyi_selfupdate hook must collect PyNaCl because public_keys is set.
     env = {
         "PYI_SELFUPDATE_API_URL": f"http://127.0.0.1:{port}/",
@@ -55,11 +52,12 @@ def _build(frozen, port: int, key, version: str) -> Path:
     if version != V1:
         core = (APP_SRC / "textstat_core.py").read_text()
         files["textstat_core.py"] = core.replace(f'__version__ = "{V1}"', f'__version__ = "{version}"')
-    return frozen.build(APP_SRC, "textstat.py", name=NAME, env=env, files=files)
+    return (frozen.prefetch if start else frozen.build)(APP_SRC, "textstat.py", name=NAME, env=env, files=files)
 
 
 @pytest.fixture(scope="module")
 def apps(frozen, port, key):
+    _build(frozen, port, key, V2, start=True)  # builds beside V1
     return _build(frozen, port, key, V1), _build(frozen, port, key, V2)
 
 

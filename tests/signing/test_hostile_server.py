@@ -16,12 +16,9 @@ import os
 import random
 import shutil
 import struct
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 from _hostile import endless_body, gz_of  # noqa: E402
 from _server import Fault  # noqa: E402

@@ -9,7 +9,6 @@ import os
 import stat
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -20,7 +19,8 @@ from pyi_selfupdate.protocol import Manifest, decode_manifest, encode_manifest
 from pyi_selfupdate.release.keys import (PrivateKey, generate_private_key, load_private_key, sign_fields,
                                          write_private_key)
 
-REPO = Path(__file__).resolve().parents[2]
+from _installed import python_env
+
 UTC = dt.timezone.utc
 SHA = hashlib.sha256(b"the new executable").digest()
 
@@ -59,7 +59,7 @@ def reencode(manifest: Manifest, **changes) -> Manifest:
 
 
 def run_cli(*args, cwd=None):
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = python_env()
     return subprocess.run([sys.executable, "-m", "pyi_selfupdate", *args], capture_output=True,
                           text=True, env=env, cwd=cwd)
 
