@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-fast bench setup clean
+.PHONY: demo demo-onedir test test-fast bench setup clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,11 +17,14 @@ setup: $(VENV)/bin/python
 demo: setup
 	$(PY) example_app/demo.py
 
+demo-onedir: setup
+	$(PY) example_app/demo.py --onedir
+
 # Everything, frozen-app builds included (what CI runs, through .ci/run).
 test: setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-# Everything but the tests that build frozen apps with PyInstaller (marker e2e).
+# Everything but the slow tiers (marker e2e: frozen-app builds and kill -9 trials).
 test-fast: setup
 	$(VENV)/bin/pytest -m "not e2e" $(PYTEST_ARGS)
 
@@ -29,6 +32,7 @@ bench: setup
 	$(PY) benchmarks/release_bench.py
 	$(PY) benchmarks/update_bench.py
 	$(PY) benchmarks/pyinstaller_bench.py
+	$(PY) benchmarks/folder_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info public

@@ -12,14 +12,16 @@
 
 Run it with the Python that has pyi-selfupdate installed::
 
-    python example_app/demo.py [--workdir DIR]
+    python example_app/demo.py [--workdir DIR] [--onedir]
+
+With ``--onedir`` (``make demo-onedir``) textstat is built as PyInstaller's
+default onedir folder, and the whole folder updates itself the same way.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
 import http.server
 import json
 import os
@@ -106,7 +108,7 @@ class Server:
 # ------------------------------------------------------------------ steps
 
 
-def build(work: Path, version: str, port: int, change: bool) -> Path:
+def build(work: Path, version: str, port: int, change: bool, onedir: bool) -> Path:
     src = work / f"src-{version}"
     shutil.rmtree(src, ignore_errors=True)
     shutil.copytree(HERE, src, ignore=shutil.ignore_patterns("__pycache__", "build", "dist", "demo.py"))
@@ -123,12 +125,17 @@ def build(work: Path, version: str, port: int, change: bool) -> Path:
     cmd = [
         sys.executable, "-m", "pyi_selfupdate", "build", "--noconfirm", "--log-level", "WARN",
         "--name", "textstat", "--distpath", str(out / "dist"), "--workpath", str(out / "build"),
-        "--specpath", str(out), "textstat.py",
+        "--specpath", str(out), *(["--onedir"] if onedir else []), "textstat.py",
     ]
     t0 = time.monotonic()
     proc = subprocess.run(cmd, cwd=src, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         fail(f"PyInstaller failed for {version}:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    if onedir:
+        app = out / "dist" / "textstat"
+        size = sum(p.stat().st_size for p in app.rglob("*") if p.is_file() and not p.is_symlink())
+        say(f"      built the folder {app.relative_to(work)}/ in {time.monotonic() - t0:.1f} s, {human(size)}")
+        return app
     exe = out / "dist" / ("textstat" + EXE_SUFFIX)
     say(f"      built {exe.relative_to(work)} in {time.monotonic() - t0:.1f} s, {human(exe.stat().st_size)}")
     return exe
@@ -180,6 +187,8 @@ def quiet_launch(exe: Path, args: List[str]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", help="folder for the builds and the release tree (default: a new temp folder)")
+    parser.add_argument("--onedir", action="store_true",
+                        help="build textstat as a onedir folder (PyInstaller's default) and update the folder")
     opts = parser.parse_args()
 
     try:
@@ -192,14 +201,15 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     plat = current_platform()
     port = free_port()
-    say("pyi-selfupdate demo: textstat, a frozen app, updates itself from 1.0 to 1.1 through a patch")
+    kind = "onedir folder" if opts.onedir else "onefile executable"
+    say(f"pyi-selfupdate demo: textstat, a frozen app ({kind}), updates itself from 1.0 to 1.1 through a patch")
     say(f"work folder: {work}   platform: {plat}")
     say()
 
     say("[1/5] building textstat 1.0 with PyInstaller (reproducible: PYTHONHASHSEED=0)")
-    v1 = build(work, "1.0", port, change=False)
+    v1 = build(work, "1.0", port, change=False, onedir=opts.onedir)
     say("[2/5] building textstat 1.1 (textstat_core.py changed)")
-    v2 = build(work, "1.1", port, change=True)
+    v2 = build(work, "1.1", port, change=True, onedir=opts.onedir)
 
     public = work / "public"
     shutil.rmtree(public, ignore_errors=True)
@@ -221,8 +231,13 @@ def main() -> int:
     installed = work / "installed"
     shutil.rmtree(installed, ignore_errors=True)
     installed.mkdir()
-    exe = installed / ("textstat" + EXE_SUFFIX)
-    shutil.copy2(v1, exe)
+    if opts.onedir:
+        app_dir = installed / "textstat"
+        shutil.copytree(v1, app_dir, symlinks=True)
+        exe = app_dir / ("textstat" + EXE_SUFFIX)
+    else:
+        exe = installed / ("textstat" + EXE_SUFFIX)
+        shutil.copy2(v1, exe)
     say(f"[5/5] textstat 1.0 installed as {exe.relative_to(work)}; running it")
     say()
     try:
@@ -230,7 +245,7 @@ def main() -> int:
         say("verifies the result and stages it beside the executable.")
         t_stage, out1 = launch(exe, ["--version"], server)
         staged = sorted(p.name for p in installed.iterdir() if p.name.startswith("."))
-        say(f"    files beside the executable: {', '.join(staged) or '(none)'}")
+        say(f"    files beside the {'app folder' if opts.onedir else 'executable'}: {', '.join(staged) or '(none)'}")
         say()
         say("Next launch: the staged update is installed before the app's code runs, and the")
         say("launch continues as 1.1 (same arguments).")
@@ -245,15 +260,25 @@ def main() -> int:
 
     if "1.0" not in out1 or "1.1" not in out3:
         fail(f"expected 1.0 then 1.1, got {out1.strip()!r} then {out3.strip()!r}")
-    digest = hashlib.sha256(exe.read_bytes()).digest()
-    same = base64.b64encode(digest).decode() == manifest.get("Sha256") and exe.read_bytes() == v2.read_bytes()
+    from pyi_selfupdate._files import content_sha256
+
+    digest = content_sha256(exe.parent if opts.onedir else exe)
+    same = base64.b64encode(digest).decode() == manifest.get("Sha256") and digest == content_sha256(v2)
     if not same:
-        fail("the installed executable differs from the released 1.1")
+        fail("the installed app differs from the released 1.1")
 
     say()
     say("Figures")
-    full, gz_size, patch_size = v2.stat().st_size, gz.stat().st_size, patch.stat().st_size
-    say(f"  full binary 1.1          {human(full)}")
+    if opts.onedir:
+        from pyi_selfupdate.archive import FolderArchive
+
+        with FolderArchive(v2) as archive:
+            full = archive.size
+        label = "folder archive 1.1"
+    else:
+        full, label = v2.stat().st_size, "full binary 1.1"
+    gz_size, patch_size = gz.stat().st_size, patch.stat().st_size
+    say(f"  {label:<24} {human(full)}")
     say(f"  full download (.gz)      {human(gz_size)}")
     say(f"  patch 1.0 -> 1.1         {human(patch_size)}  ({patch_size / gz_size:.3%} of the .gz)")
     median = sorted(plain)[len(plain) // 2]
@@ -266,7 +291,7 @@ def main() -> int:
         say(f"  {label + ':':<70} {seconds:.2f} s")
     say(f"  so the update cost about {max(0.0, t_stage - median) + max(0.0, t_install - median):.2f} s "
         f"over two ordinary launches, and {patch_size:,} B of download instead of {gz_size:,} B")
-    say(f"  installed executable == released 1.1 (sha256 {manifest['Sha256']}): yes")
+    say(f"  installed {'folder' if opts.onedir else 'executable'} == released 1.1 (sha256 {manifest['Sha256']}): yes")
     say()
     say(f"Everything is kept in {work}")
     return 0

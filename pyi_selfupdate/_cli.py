@@ -194,9 +194,15 @@ def _add_hooks_dir(sub: "argparse._SubParsersAction") -> None:
 
 
 def _cmd_hooks_dir(args: argparse.Namespace) -> int:
-    from ._hooks import get_hook_dirs
+    try:
+        from ._hooks import get_hook_dirs
 
-    print(get_hook_dirs()[0])
+        folder = get_hook_dirs()[0]
+    except ImportError:  # run from a source checkout: the hooks are its top-level hooks/ folder
+        from pathlib import Path
+
+        folder = str(Path(__file__).resolve().parent.parent / "hooks")
+    print(folder)
     return 0
 
 

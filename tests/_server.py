@@ -10,7 +10,6 @@ body sent chunk by chunk).
 from __future__ import annotations
 
 import http.server
-import os
 import posixpath
 import selectors
 import socket

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from ..errors import InvalidNameError, ReleaseError
-from ..protocol import FILE, FOLDER, full_path, manifest_path, patch_path, validate_name
+from ..protocol import FILE, full_path, manifest_path, patch_path, validate_name
 from ._manager import answered
 
 __all__ = [

@@ -293,3 +293,15 @@ def test_hook_dirs_found_by_entry_points_and_hooks_dir(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert (Path(out.stdout.strip()) / "hook-pyi_selfupdate.py").is_file()
+
+
+def test_hooks_dir_works_from_a_source_checkout(tmp_path):
+    """``python -m pyi_selfupdate hooks-dir`` run from the checkout (not installed) names its hooks/."""
+    repo = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in _clean_env().items() if k not in ("PYTHONPATH", "PYTHONSAFEPATH")}
+    out = subprocess.run([sys.executable, "-c", "import sys, runpy; sys.argv = ['pyi-selfupdate', 'hooks-dir']; "
+                          f"sys.path.insert(0, {str(repo)!r}); runpy.run_module('pyi_selfupdate', run_name='__main__')"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert Path(out.stdout.strip()) == repo / "hooks"
+    assert (repo / "hooks" / "hook-pyi_selfupdate.py").is_file()

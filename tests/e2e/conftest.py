@@ -8,9 +8,7 @@ to 60 s at exit for a background download.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Dict, List, Optional
 

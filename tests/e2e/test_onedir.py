@@ -6,7 +6,6 @@ served on 127.0.0.1, installed where a user would put them, and launched.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import time

@@ -19,6 +19,7 @@ import re
 import signal
 import stat
 import subprocess
+import threading
 import sys
 import tempfile
 import textwrap
@@ -143,10 +144,12 @@ UPDATER_CHILD = textwrap.dedent(
     from pyi_selfupdate import Updater, SelfUpdateError
     from pyi_selfupdate import _staging
     target = args["target"]
-    out = subprocess.run([target], capture_output=True, text=True, check=True).stdout.split()
+    exe = args.get("exe", target)  # a folder app runs the executable inside it
+    out = subprocess.run([exe], capture_output=True, text=True, check=True).stdout.split()
     current = out[-1]
     kwargs = dict(current_version=current, api_url=args["url"], cmd_name=args["cmd"],
-                  platform=args["plat"], target=target, force_check=True)
+                  platform=args["plat"], target=target, force_check=True,
+                  kind=args.get("kind", "file"))
     if args.get("read_timeout"):
         from pyi_selfupdate.fetch import RequestsRequester
         kwargs["requester"] = RequestsRequester(connect_timeout=args["read_timeout"],
@@ -539,3 +542,56 @@ def server_faults(size: int, url_path: str, *, stall: float, long_length: bool =
     if not long_length:
         del kinds["wrong Content-Length (long)"]
     return kinds
+
+
+# ------------------------------------------------------------ killed children
+
+
+def run_child(server, target: Path, logs: Path, *, want: str = "", kill_at=None, **extra):
+    """Run :data:`UPDATER_CHILD` on ``target``; kill it per ``kill_at`` = ("window"|"install", seconds).
+
+    "install" counts the seconds from the moment the server sent the last byte of
+    ``want`` (a URL path). Returns what happened: killed, rc, stdout, stderr, the
+    run's duration and when ``want`` was sent (monotonic).
+    """
+    sent = threading.Event()
+    t_sent = []
+
+    def on_sent(path: str, when: float) -> None:
+        if path == want:
+            t_sent.append(when)
+            sent.set()
+
+    server.on_sent = on_sent
+    out = open(logs / "stdout", "w+")
+    err = open(logs / "stderr", "w+")
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        updater_cmd(target, server.url, **extra), stdout=out, stderr=err,
+        env=child_env(), start_new_session=True,
+    )
+    killed = False
+    if kill_at is not None:
+        schedule, delay = kill_at
+        if schedule == "install":
+            sent.wait(timeout=60)
+        time.sleep(delay)
+        killed = killpg(proc)
+    else:
+        proc.wait(timeout=120)
+    end = time.monotonic()
+    server.on_sent = None
+    out.seek(0)
+    err.seek(0)
+    return {
+        "killed": killed, "rc": proc.returncode, "stdout": out.read(), "stderr": err.read(),
+        "total": end - start, "sent_at": t_sent[0] if t_sent else None,
+    }
+
+
+def logged_at(stderr: str, needle: str) -> float:
+    """The monotonic time of the child's first log line containing ``needle``."""
+    for line in stderr.splitlines():
+        if needle in line:
+            return float(line.split(" ", 1)[0])
+    raise AssertionError(f"no log line with {needle!r}:\n{stderr[-2000:]}")

@@ -21,11 +21,10 @@ from __future__ import annotations
 import random
 import shutil
 import statistics
-import subprocess
-import threading
-import time
 from pathlib import Path
 
+
+import pytest
 
 import _faultkit as kit
 from _server import Fault
@@ -35,6 +34,9 @@ SLOW = {
     "patch": Fault(chunk_size=512, chunk_delay=0.03),
     "full": Fault(chunk_size=64 << 10, chunk_delay=0.015),
 }
+
+#: kill -9 trials: real processes over many seconds, outside the fast tier
+pytestmark = pytest.mark.e2e
 
 
 def _arm(server, root: Path, files: dict, path_kind: str) -> str:
@@ -47,51 +49,6 @@ def _arm(server, root: Path, files: dict, path_kind: str) -> str:
     server.faults[kit.rel_url_path(files["patch"], root)] = Fault(status=404)
     server.faults[kit.rel_url_path(files["full"], root)] = SLOW["full"]
     return "/" + kit.rel_url_path(files["full"], root)
-
-
-def _run(server, target: Path, logs: Path, *, want: str = "", kill_at=None, **extra):
-    """Run the updater child; kill it per ``kill_at`` = ("window"|"install", seconds)."""
-    sent = threading.Event()
-    t_sent = []
-
-    def on_sent(path: str, when: float) -> None:
-        if path == want:
-            t_sent.append(when)
-            sent.set()
-
-    server.on_sent = on_sent
-    out = open(logs / "stdout", "w+")
-    err = open(logs / "stderr", "w+")
-    start = time.monotonic()
-    proc = subprocess.Popen(
-        kit.updater_cmd(target, server.url, **extra), stdout=out, stderr=err,
-        env=kit.child_env(), start_new_session=True,
-    )
-    killed = False
-    if kill_at is not None:
-        schedule, delay = kill_at
-        if schedule == "install":
-            sent.wait(timeout=60)
-        time.sleep(delay)
-        killed = kit.killpg(proc)
-    else:
-        proc.wait(timeout=120)
-    end = time.monotonic()
-    server.on_sent = None
-    out.seek(0)
-    err.seek(0)
-    return {
-        "killed": killed, "rc": proc.returncode, "stdout": out.read(), "stderr": err.read(),
-        "total": end - start, "sent_at": t_sent[0] if t_sent else None,
-    }
-
-
-def _logged_at(stderr: str, needle: str) -> float:
-    """The monotonic time of the child's first log line containing ``needle``."""
-    for line in stderr.splitlines():
-        if needle in line:
-            return float(line.split(" ", 1)[0])
-    raise AssertionError(f"no log line with {needle!r}:\n{stderr[-2000:]}")
 
 
 def _fresh(work: Path, data: bytes) -> Path:
@@ -122,7 +79,7 @@ def test_kill9_during_updater_update(tmp_path, serve, script_pair, script_tree):
         for i in range(2):
             target = _fresh(tmp_path / f"cal-{path_kind}-{i}", script_pair["old"])
             want = _arm(server, root, files, path_kind)
-            run = _run(server, target, target.parent.parent / "logs", want=want)
+            run = kit.run_child(server, target, target.parent.parent / "logs", want=want)
             result = kit.parse_child(run["stdout"])
             assert run["rc"] == 0 and result and result.get("result"), run["stderr"][-3000:]
             assert result["result"]["method"] == path_kind, result
@@ -130,7 +87,7 @@ def test_kill9_during_updater_update(tmp_path, serve, script_pair, script_tree):
             totals.append(run["total"])
             # the install window: from the artifact's last byte leaving the server to
             # the child's "updated" log line (both clocks are the system's monotonic one)
-            afters.append(_logged_at(run["stderr"], "updated ") - run["sent_at"])
+            afters.append(kit.logged_at(run["stderr"], "updated ") - run["sent_at"])
         timing[path_kind] = (statistics.median(totals), statistics.median(afters) * 1.25)
     tally.notes.append(
         "calibration (median, s): "
@@ -147,7 +104,7 @@ def test_kill9_during_updater_update(tmp_path, serve, script_pair, script_tree):
         target = _fresh(tmp_path / "trial", script_pair["old"])
         inst, logs = target.parent, target.parent.parent / "logs"
         want = _arm(server, root, files, path_kind)
-        run = _run(server, target, logs, want=want, kill_at=(schedule, delay))
+        run = kit.run_child(server, target, logs, want=want, kill_at=(schedule, delay))
         tally.trials += 1
         verdict = kit.judge(target, script_pair)
         if not run["killed"]:
@@ -163,7 +120,7 @@ def test_kill9_during_updater_update(tmp_path, serve, script_pair, script_tree):
         # the next launch, against the healthy server
         server.faults.clear()
         tally.recovery_tried += 1
-        rec = _run(server, target, logs, cleanup=True)
+        rec = kit.run_child(server, target, logs, cleanup=True)
         result = kit.parse_child(rec["stdout"]) or {}
         after_verdict = kit.judge(target, script_pair)
         stray = kit.leftovers(inst, kit.CMD)

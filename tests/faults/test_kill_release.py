@@ -26,11 +26,15 @@ import time
 from pathlib import Path
 
 import bsdiff4
+import pytest
 
 import _faultkit as kit
 
 CMD = "relapp"
 VERSIONS = ["1.0", "1.1", "1.2"]
+
+#: kill -9 trials: real processes over many seconds, outside the fast tier
+pytestmark = pytest.mark.e2e
 
 
 def _inputs(base: Path):
