@@ -128,7 +128,8 @@ class MixAndMatchError(SignatureError):
 # ----------------------------------------------------------------------- keys
 
 
-def _nacl_signing() -> Any:
+def nacl_signing() -> Any:
+    """``nacl.signing`` (PyNaCl), or a ConfigError saying how to install it."""
     try:
         import nacl.signing  # noqa: F401  (imported for its side effect and returned)
         import nacl.exceptions  # noqa: F401
@@ -140,11 +141,13 @@ def _nacl_signing() -> Any:
     return nacl.signing
 
 
-def _b64(data: bytes) -> str:
+def b64(data: bytes) -> str:
+    """Standard padded base64, as text (how keys, hashes and signatures are written)."""
     return base64.b64encode(data).decode("ascii")
 
 
-def _unb64(text: str, what: str, length: Optional[int] = None) -> bytes:
+def unb64(text: str, what: str, length: Optional[int] = None) -> bytes:
+    """Strict standard base64 of ``length`` bytes; ValueError naming ``what`` otherwise."""
     try:
         raw = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
@@ -161,7 +164,7 @@ def key_id(public_key: bytes) -> str:
 
 def format_public_key(public_key: bytes) -> str:
     """``ed25519:<base64>``: the form that pastes into ``public_keys = ["..."]``."""
-    return PUBLIC_KEY_PREFIX + _b64(public_key)
+    return PUBLIC_KEY_PREFIX + b64(public_key)
 
 
 def parse_public_key(text: str) -> bytes:
@@ -175,7 +178,7 @@ def parse_public_key(text: str) -> bytes:
             "line printed by `pyi-selfupdate keygen KEYFILE` into public_keys"
         )
     try:
-        return _unb64(text.strip()[len(PUBLIC_KEY_PREFIX):], "the public key", 32)
+        return unb64(text.strip()[len(PUBLIC_KEY_PREFIX):], "the public key", 32)
     except ValueError as exc:
         raise ConfigError(
             f"public key {text!r}: {exc}; paste the last line printed by "
@@ -213,7 +216,7 @@ def signed_message(
         "expires": expires,
         "platform": platform,
         "serial": serial,
-        "sha256": _b64(sha256),
+        "sha256": b64(sha256),
         "size": size,
         "version": version,
     }
@@ -222,7 +225,8 @@ def signed_message(
     return DOMAIN + json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
-def _check_int(value: Any, what: str) -> int:
+def check_int(value: Any, what: str) -> int:
+    """``value`` if it is a non-negative int (not a bool); ValueError naming ``what`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{what} must be a non-negative integer, not {value!r}")
     return value
@@ -289,8 +293,8 @@ def verify_manifest(
         m_plat = extra.get("Platform")
         if not isinstance(m_cmd, str) or not isinstance(m_plat, str):
             raise ValueError("CmdName and Platform must be strings")
-        size = _check_int(extra.get("Size"), "Size")
-        serial = _check_int(extra.get("Serial"), "Serial")
+        size = check_int(extra.get("Size"), "Size")
+        serial = check_int(extra.get("Serial"), "Serial")
         exp_text = extra.get("Expires")
         expires = None if exp_text is None else parse_expires(exp_text)
     except ValueError as exc:
@@ -310,7 +314,7 @@ def verify_manifest(
         seen_ids.append(kid)
         if kid in trusted:
             try:
-                entries.append((kid, _unb64(sig_text, "Sig", 64)))
+                entries.append((kid, unb64(sig_text, "Sig", 64)))
             except ValueError:
                 entries.append((kid, b""))
     if not entries:
@@ -324,7 +328,7 @@ def verify_manifest(
         cmd_name=m_cmd, platform=m_plat, version=manifest.version, sha256=manifest.sha256,
         size=size, serial=serial, expires=exp_text, kind=extra.get(KIND_KEY),
     )
-    signing = _nacl_signing()
+    signing = nacl_signing()
     from nacl.exceptions import BadSignatureError as _NaclBad
 
     good: Optional[str] = None
@@ -406,7 +410,7 @@ def read_serial_state(path: Union[str, "os.PathLike[str]"]) -> Optional[SerialSt
         ) from None
     try:
         doc = json.loads(data.decode("utf-8"))
-        return SerialState(_check_int(doc["Serial"], "Serial"), str(doc["Version"]))
+        return SerialState(check_int(doc["Serial"], "Serial"), str(doc["Version"]))
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise SignatureError(
             f"the accepted-serial file {path} is damaged; delete it to accept the server's current "

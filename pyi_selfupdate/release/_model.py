@@ -143,7 +143,7 @@ def read_content(path: "Path | str") -> bytes:
         raise ReleaseError(f"cannot read {path} ({exc.strerror}); check the path and its permissions") from None
 
 
-def _human(n: int) -> str:
+def human_size(n: int) -> str:
     size = float(n)
     for unit in ("B", "KB", "MB", "GB"):
         if size < 1000 or unit == "GB":
@@ -178,12 +178,12 @@ class ReleaseSummary:
         rows = [("cmd", "platform", "from", "to", "size", "gz / patch", "ratio", "")]
         for a in self.artifacts:
             rows.append(
-                (a.cmd_name, a.platform, "(full)", a.version, _human(a.size), _human(a.gz_size),
+                (a.cmd_name, a.platform, "(full)", a.version, human_size(a.size), human_size(a.gz_size),
                  f"{a.gz_size / a.size:.1%}" if a.size else "-", "reused" if a.gz_reused else "")
             )
             for p in a.patches:
                 rows.append(
-                    (a.cmd_name, a.platform, p.old_version, a.version, "", _human(p.size),
+                    (a.cmd_name, a.platform, p.old_version, a.version, "", human_size(p.size),
                      f"{p.ratio:.1%}", "reused" if p.reused else "")
                 )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -26,17 +26,18 @@ from ._model import (
     ProgressCallback,
     ReleaseContext,
     ReleaseSummary,
-    _human,
+    human_size,
 )
 
-__all__ = ["release"]
+__all__ = ["release", "check_name"]
 
 log = logging.getLogger("pyi_selfupdate.release")
 
 _CHUNK = 1 << 20
 
 
-def _name(value: str, what: str) -> str:
+def check_name(value: str, what: str) -> str:
+    """:func:`~pyi_selfupdate.protocol.validate_name`, its refusal a :class:`ReleaseError`."""
     try:
         return validate_name(value, what)
     except InvalidNameError as exc:
@@ -109,7 +110,7 @@ def _collect(context: ReleaseContext) -> List[Artifact]:
     for a in artifacts:
         a.version = a.version or context.version
         for value, what in ((a.cmd_name, "cmd name"), (a.version, "version"), (a.platform, "platform")):
-            _name(value, what)
+            check_name(value, what)
         key = (a.cmd_name, a.platform)
         if key in seen:
             raise ReleaseError(
@@ -186,7 +187,7 @@ def _release_artifact(context: ReleaseContext, artifact: Artifact) -> ArtifactSu
         summary.gz_size = gz_target.stat().st_size
         context.report(f"reusing {artifact.full_relpath} (same bytes already released)")
     else:
-        context.report(f"compressing {label} ({_human(artifact.size)})")
+        context.report(f"compressing {label} ({human_size(artifact.size)})")
         data = _read_checked(artifact)
         gz = answered(pm.hook.release_compress(context=context, artifact=artifact, data=data),
                       "release_compress", "compressed the release")
@@ -225,7 +226,7 @@ def _release_artifact(context: ReleaseContext, artifact: Artifact) -> ArtifactSu
                 summary.patches.append(PatchSummary(job.old_version, len(patch), False, ratio))
                 context.report(
                     f"diffed {job.old_version} -> {artifact.version} {artifact.platform}: "
-                    f"{_human(len(patch))} ({done}/{len(jobs)}, {time.monotonic() - started:.1f} s)"
+                    f"{human_size(len(patch))} ({done}/{len(jobs)}, {time.monotonic() - started:.1f} s)"
                 )
         finally:
             close = getattr(results, "close", None)
@@ -288,7 +289,7 @@ def release(
     released with other bytes, or an output folder that cannot be written.
     Running the same release again is harmless and completes an interrupted one.
     """
-    _name(version, "version")
+    check_name(version, "version")
     if version == DEV_VERSION:
         log.warning(
             "releasing version %r: apps built as %r never update, and every other client will "
@@ -296,7 +297,7 @@ def release(
             DEV_VERSION, DEV_VERSION,
         )
     if cmd_name is not None:
-        _name(cmd_name, "cmd name")
+        check_name(cmd_name, "cmd name")
     if platform is not None:
         from ._builtin.collect import check_platform
 

@@ -13,7 +13,7 @@ from ..archive import Unpacker
 from ..errors import ReleaseError, SelfUpdateError
 from ..protocol import FILE, FOLDER, decode_manifest, full_path, manifest_path
 from ._model import ProgressCallback, ReleaseSummary
-from ._pipeline import _name, release
+from ._pipeline import check_name, release
 
 __all__ = ["rollback"]
 
@@ -70,8 +70,8 @@ def rollback(
     released for ``version``). The same call with the current version re-signs
     it (for example to renew an ``Expires``). Returns the release summary.
     """
-    _name(cmd_name, "cmd name")
-    _name(version, "version")
+    check_name(cmd_name, "cmd name")
+    check_name(version, "version")
     root = Path(os.fspath(out))
     app = root / cmd_name
     folder = app / version

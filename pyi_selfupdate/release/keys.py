@@ -19,10 +19,10 @@ from typing import List, Optional, Sequence, Union
 from ..errors import ConfigError
 from ..protocol import FILE, validate_name
 from ..signing import (
-    _b64,
-    _check_int,
-    _nacl_signing,
-    _unb64,
+    b64,
+    check_int,
+    nacl_signing,
+    unb64,
     format_public_key,
     key_id,
     parse_expires,
@@ -58,7 +58,7 @@ class PrivateKey:
     @property
     def public_key(self) -> bytes:
         """The raw 32-byte public key."""
-        return bytes(_nacl_signing().SigningKey(self.seed).verify_key)
+        return bytes(nacl_signing().SigningKey(self.seed).verify_key)
 
     @property
     def public_key_text(self) -> str:
@@ -72,7 +72,7 @@ class PrivateKey:
 
     def sign(self, message: bytes) -> bytes:
         """The 64-byte Ed25519 signature of ``message``."""
-        return bytes(_nacl_signing().SigningKey(self.seed).sign(message).signature)
+        return bytes(nacl_signing().SigningKey(self.seed).sign(message).signature)
 
 
 def generate_private_key() -> PrivateKey:
@@ -85,7 +85,7 @@ def _key_file_text(key: PrivateKey) -> str:
         "# pyi-selfupdate Ed25519 private key for signing releases. Keep it secret:\n"
         "# whoever holds it can make every app that trusts it install anything.\n"
         f"# public key: {key.public_key_text}\n"
-        f"{PRIVATE_KEY_PREFIX}{_b64(key.seed)}\n"
+        f"{PRIVATE_KEY_PREFIX}{b64(key.seed)}\n"
     )
 
 
@@ -148,7 +148,7 @@ def load_private_key(path: Union[str, "os.PathLike[str]"]) -> PrivateKey:
         line = line.strip()
         if line.startswith(PRIVATE_KEY_PREFIX):
             try:
-                seed = _unb64(line[len(PRIVATE_KEY_PREFIX):], "the key", 32)
+                seed = unb64(line[len(PRIVATE_KEY_PREFIX):], "the key", 32)
             except ValueError as exc:
                 raise ConfigError(f"{path} is damaged ({exc}); restore it from your backup") from None
             return PrivateKey(seed, source=path)
@@ -200,8 +200,8 @@ def sign_fields(
         validate_name(value, what)
     if len(sha256) != 32:
         raise ValueError("sha256 must be the 32 raw bytes of the digest")
-    _check_int(size, "size")
-    _check_int(serial, "serial")
+    check_int(size, "size")
+    check_int(serial, "serial")
     exp = _normalize_expires(expires)
     msg = signed_message(
         cmd_name=cmd_name, platform=platform, version=version, sha256=bytes(sha256),
@@ -214,7 +214,7 @@ def sign_fields(
         if kid in seen:
             continue
         seen.add(kid)
-        sigs.append({"KeyId": kid, "Sig": _b64(key.sign(msg))})
+        sigs.append({"KeyId": kid, "Sig": b64(key.sign(msg))})
     fields: dict = {"CmdName": cmd_name, "Platform": platform, "Size": size, "Serial": serial}
     if exp is not None:
         fields["Expires"] = exp

@@ -161,7 +161,7 @@ def test_tampered_manifest_is_refused_before_any_download(tree, updater, server,
     evil = b"\x7fELF evil" * 5000
     m = tree.manifest("2.0")
     server.faults[MANIFEST] = Fault(body=forged(
-        m, Sha256=signing._b64(hashlib.sha256(evil).digest()), Size=len(evil)))
+        m, Sha256=signing.b64(hashlib.sha256(evil).digest()), Size=len(evil)))
     server.faults[FULL2] = Fault(body=gz_of(evil))
     tree.install("1.0")
     with pytest.raises(signing.BadSignatureError):

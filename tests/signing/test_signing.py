@@ -97,7 +97,7 @@ def test_keygen_gives_different_keys_each_time(tmp_path):
 
 
 def test_key_file_repr_never_shows_the_secret(key):
-    assert signing._b64(key.seed) not in repr(key)
+    assert signing.b64(key.seed) not in repr(key)
 
 
 def test_loading_a_group_readable_key_warns(tmp_path, caplog, key):
@@ -139,7 +139,7 @@ def test_signed_message_is_domain_separated_sorted_json():
     body = json.loads(msg[len(signing.DOMAIN):])
     assert list(body) == sorted(body)
     assert body == {"cmd": "app", "expires": None, "platform": "linux-amd64", "serial": 3,
-                    "sha256": signing._b64(SHA), "size": 10, "version": "1.2"}
+                    "sha256": signing.b64(SHA), "size": 10, "version": "1.2"}
     # no two different field sets give the same message (a quote in a name stays escaped)
     other = signing.signed_message(cmd_name='app","platform":"x', platform="linux-amd64",
                                    version="1.2", sha256=SHA, size=10, serial=3, expires=None)
@@ -212,7 +212,7 @@ def test_rotated_out_key_is_refused_and_rotation_works(key, other_key):
 
 @pytest.mark.parametrize("field, value", [
     ("Version", "9.9"),  # version relabelled (Tauri's binding)
-    ("Sha256", signing._b64(hashlib.sha256(b"evil").digest())),  # tampered binary's hash
+    ("Sha256", signing.b64(hashlib.sha256(b"evil").digest())),  # tampered binary's hash
     ("Size", 1 << 40),
     ("Serial", 8),
     ("Expires", "2099-01-01T00:00:00Z"),
