@@ -223,6 +223,21 @@ def test_any_altered_signed_field_is_a_bad_signature(key, field, value):
         verify(m, [key], now=dt.datetime(2029, 1, 1, tzinfo=UTC))
 
 
+def test_the_kind_of_a_release_is_signed(key):
+    """A folder release signs Kind: stripping it (or adding it to a single file) breaks the signature."""
+    fields = sign_fields([key], cmd_name="myapp", platform="linux-amd64", version="1.2", sha256=SHA,
+                         size=1234, serial=7, kind="folder")
+    folder = Manifest("1.2", SHA, {"Kind": "folder", **fields})
+    assert verify(folder, [key]).serial == 7 and folder.kind == "folder"
+    doc = json.loads(encode_manifest(folder))
+    del doc["Kind"]
+    with pytest.raises(signing.BadSignatureError):
+        verify(decode_manifest(json.dumps(doc).encode()), [key])
+    with pytest.raises(signing.BadSignatureError):
+        verify(reencode(signed([key]), Kind="folder"), [key])
+    assert verify(signed([key]), [key]).serial == 7  # a single file signs as it always did
+
+
 def test_a_forged_signature_under_a_trusted_key_id_is_refused(key, other_key):
     m = signed([other_key])
     forged = reencode(m, Signatures=[{"KeyId": key.key_id, "Sig": m.extra["Signatures"][0]["Sig"]}])
