@@ -32,6 +32,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import bsdiff4
 
 from _installed import PATH_ENTRY, python_env
+from _server import Fault
 
 REPO = Path(__file__).resolve().parents[2]
 CMD = "faultapp"
@@ -525,8 +526,6 @@ def server_faults(size: int, url_path: str, *, stall: float, long_length: bool =
     ``stall``: seconds the stalled socket holds after its headers;
     ``long_length``: include a Content-Length larger than the body.
     """
-    from _server import Fault
-
     half = max(1, size // 2)
     kinds = {
         "404": Fault(status=404),
@@ -595,3 +594,27 @@ def logged_at(stderr: str, needle: str) -> float:
         if needle in line:
             return float(line.split(" ", 1)[0])
     raise AssertionError(f"no log line with {needle!r}:\n{stderr[-2000:]}")
+
+
+#: How a kill trial slows the server: the run lasts long enough to be hit anywhere.
+SLOW_SERVER = {
+    "manifest": Fault(delay=0.05),
+    "patch": Fault(chunk_size=512, chunk_delay=0.03),
+    "full": Fault(chunk_size=64 << 10, chunk_delay=0.015),
+}
+
+
+def arm_slow(server, root: Path, files: dict, path_kind: str) -> str:
+    """Slow the server for a kill trial; for the full path make the patch 404.
+
+    ``files`` names the tree's manifest, patch and full files. Returns the URL path
+    of the artifact whose last byte starts the install window.
+    """
+    server.faults.clear()
+    server.faults[rel_url_path(files["manifest"], root)] = SLOW_SERVER["manifest"]
+    if path_kind == "patch":
+        server.faults[rel_url_path(files["patch"], root)] = SLOW_SERVER["patch"]
+        return "/" + rel_url_path(files["patch"], root)
+    server.faults[rel_url_path(files["patch"], root)] = Fault(status=404)
+    server.faults[rel_url_path(files["full"], root)] = SLOW_SERVER["full"]
+    return "/" + rel_url_path(files["full"], root)

@@ -23,32 +23,12 @@ import shutil
 import statistics
 from pathlib import Path
 
-
 import pytest
 
 import _faultkit as kit
-from _server import Fault
-
-SLOW = {
-    "manifest": Fault(delay=0.05),
-    "patch": Fault(chunk_size=512, chunk_delay=0.03),
-    "full": Fault(chunk_size=64 << 10, chunk_delay=0.015),
-}
 
 #: kill -9 trials: real processes over many seconds, outside the fast tier
 pytestmark = pytest.mark.e2e
-
-
-def _arm(server, root: Path, files: dict, path_kind: str) -> str:
-    """Slow the server; for the full path make the patch 404. Returns the final artifact's URL path."""
-    server.faults.clear()
-    server.faults[kit.rel_url_path(files["manifest"], root)] = SLOW["manifest"]
-    if path_kind == "patch":
-        server.faults[kit.rel_url_path(files["patch"], root)] = SLOW["patch"]
-        return "/" + kit.rel_url_path(files["patch"], root)
-    server.faults[kit.rel_url_path(files["patch"], root)] = Fault(status=404)
-    server.faults[kit.rel_url_path(files["full"], root)] = SLOW["full"]
-    return "/" + kit.rel_url_path(files["full"], root)
 
 
 def _fresh(work: Path, data: bytes) -> Path:
@@ -78,7 +58,7 @@ def test_kill9_during_updater_update(tmp_path, serve, script_pair, script_tree):
         totals, afters = [], []
         for i in range(2):
             target = _fresh(tmp_path / f"cal-{path_kind}-{i}", script_pair["old"])
-            want = _arm(server, root, files, path_kind)
+            want = kit.arm_slow(server, root, files, path_kind)
             run = kit.run_child(server, target, target.parent.parent / "logs", want=want)
             result = kit.parse_child(run["stdout"])
             assert run["rc"] == 0 and result and result.get("result"), run["stderr"][-3000:]
@@ -103,7 +83,7 @@ def test_kill9_during_updater_update(tmp_path, serve, script_pair, script_tree):
         delay = rng.uniform(0, total if schedule == "window" else after)
         target = _fresh(tmp_path / "trial", script_pair["old"])
         inst, logs = target.parent, target.parent.parent / "logs"
-        want = _arm(server, root, files, path_kind)
+        want = kit.arm_slow(server, root, files, path_kind)
         run = kit.run_child(server, target, logs, want=want, kill_at=(schedule, delay))
         tally.trials += 1
         verdict = kit.judge(target, script_pair)

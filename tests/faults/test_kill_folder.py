@@ -34,16 +34,6 @@ from pyi_selfupdate import protocol
 from pyi_selfupdate.archive import FolderArchive
 from pyi_selfupdate.release import release
 
-SLOW = {
-    "manifest": Fault(delay=0.05),
-    "patch": Fault(chunk_size=256, chunk_delay=0.02),
-    "full": Fault(chunk_size=64 << 10, chunk_delay=0.015),
-}
-
-#: kill -9 trials: real processes over many seconds, outside the fast tier
-pytestmark = pytest.mark.e2e
-
-
 def make_folder(root: Path, version: str) -> Path:
     """The app folder of ``version``: launcher, a 2 MB library, data, a link, an empty folder."""
     internal = root / "_internal"
@@ -101,17 +91,6 @@ def judge(folder: Path, digests: dict) -> kit.Verdict:
     return kit.Verdict(state, proc.stdout.strip())
 
 
-def _arm(server, root: Path, files: dict, path_kind: str) -> str:
-    server.faults.clear()
-    server.faults[kit.rel_url_path(files["manifest"], root)] = SLOW["manifest"]
-    if path_kind == "patch":
-        server.faults[kit.rel_url_path(files["patch"], root)] = SLOW["patch"]
-        return "/" + kit.rel_url_path(files["patch"], root)
-    server.faults[kit.rel_url_path(files["patch"], root)] = Fault(status=404)
-    server.faults[kit.rel_url_path(files["full"], root)] = SLOW["full"]
-    return "/" + kit.rel_url_path(files["full"], root)
-
-
 def _fresh(work: Path, build: Path) -> Path:
     if work.exists():
         shutil.rmtree(work)
@@ -142,7 +121,7 @@ def test_kill9_during_a_folder_update(tmp_path, serve, folders):
         totals, afters = [], []
         for i in range(2):
             folder = _fresh(tmp_path / f"cal-{path_kind}-{i}", builds[kit.OLD])
-            want = _arm(server, root, files, path_kind)
+            want = kit.arm_slow(server, root, files, path_kind)
             run = kit.run_child(server, folder, folder.parent.parent / "logs", want=want, **_child(folder))
             result = kit.parse_child(run["stdout"])
             assert run["rc"] == 0 and result and result.get("result"), run["stderr"][-3000:]
@@ -165,7 +144,7 @@ def test_kill9_during_a_folder_update(tmp_path, serve, folders):
         delay = rng.uniform(0, total if schedule == "window" else after)
         folder = _fresh(tmp_path / "trial", builds[kit.OLD])
         logs = folder.parent.parent / "logs"
-        want = _arm(server, root, files, path_kind)
+        want = kit.arm_slow(server, root, files, path_kind)
         run = kit.run_child(server, folder, logs, want=want, kill_at=(schedule, delay), **_child(folder))
         tally.trials += 1
         verdict = judge(folder, digests)
@@ -204,8 +183,6 @@ def test_a_file_size_limit_while_unpacking_keeps_the_old_folder(tmp_path, serve,
 
     builds, root, files, digests = folders
     server = serve(root)
-    _arm(server, root, files, path_kind)
-    server.faults.clear()
     if path_kind == "full":
         server.faults[kit.rel_url_path(files["patch"], root)] = Fault(status=404)
     folder = _fresh(tmp_path / "disk", builds[kit.OLD])
