@@ -319,6 +319,7 @@ class Updater:
                 log.info("another instance of %s is running; the staged update %s is "
                          "installed at a later launch", self.target, info.to_version)
                 return None
+            log.debug("installing the staged update %s of %s", info.to_version, self.target)
             if not _staging.install_claimed(self.target, info, self.swap_guard):
                 return None
         log.info("installed the staged update of %s: %s -> %s",

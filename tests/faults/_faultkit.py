@@ -551,7 +551,7 @@ def run_child(server, target: Path, logs: Path, *, want: str = "", kill_at=None,
 
     "install" counts the seconds from the moment the server sent the last byte of
     ``want`` (a URL path). Returns what happened: killed, rc, stdout, stderr, the
-    run's duration and when ``want`` was sent (monotonic).
+    run's duration, when it started and when ``want`` was sent (monotonic).
     """
     sent = threading.Event()
     t_sent = []
@@ -584,7 +584,7 @@ def run_child(server, target: Path, logs: Path, *, want: str = "", kill_at=None,
     err.seek(0)
     return {
         "killed": killed, "rc": proc.returncode, "stdout": out.read(), "stderr": err.read(),
-        "total": end - start, "sent_at": t_sent[0] if t_sent else None,
+        "total": end - start, "started_at": start, "sent_at": t_sent[0] if t_sent else None,
     }
 
 

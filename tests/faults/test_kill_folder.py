@@ -1,8 +1,8 @@
 """kill -9 at random moments of a folder app's update: the folder is always the complete old or new app.
 
 The app is a folder shaped like a onedir build: a launcher (a shell script that
-prints its version) beside ``_internal/`` holding a 2 MB library, data files and
-a link. The release tool releases 1.0 and 1.1 (one library changed, a file
+prints its version) beside ``_internal/`` holding a 2 MB library, 400 small
+modules, data files and a link. The release tool releases 1.0 and 1.1 (one library changed, a file
 added), so the patch path applies a bsdiff patch to the installed folder's
 canonical archive and unpacks the result, and the full path gunzips and unpacks
 the ``.gz``. A child process runs ``Updater(kind="folder").update()`` against a
@@ -47,6 +47,13 @@ def make_folder(root: Path, version: str) -> Path:
     (internal / "libcore.so").symlink_to("lib/libcore.so")
     if version == kit.NEW:
         (internal / "added-in-new.dat").write_bytes(b"n" * 5000)
+    modules = internal / "pkg"
+    modules.mkdir()
+    for i in range(400):  # many small files, as a real bundle's modules: unpacking and removing take time
+        body = hashlib.sha256(f"{i}".encode()).digest() * (40 + i % 60)
+        if version == kit.NEW and i == 123:
+            body = b"changed " + body
+        (modules / f"mod{i:03d}.pyc").write_bytes(body)
     return root
 
 
@@ -204,3 +211,66 @@ def test_a_file_size_limit_while_unpacking_keeps_the_old_folder(tmp_path, serve,
                          text=True, env=kit.child_env(), timeout=120)
     assert (kit.parse_child(rec.stdout) or {}).get("result"), rec.stderr[-3000:]
     assert judge(folder, digests).state == "new"
+
+
+def test_kill9_during_the_install_of_a_staged_folder(tmp_path, serve, folders):
+    """What a launch does with a staged folder (claim, verify, exchange, remove the old), killed anywhere.
+
+    The update is staged by a first child (``stage()``); a second child runs
+    ``install_staged()`` and is killed at a moment drawn around the install:
+    over the last 20 % of the time its unkilled runs take from their start to
+    logging the install, and as long again after it (claim, verify, exchange,
+    removal of the old folder).
+    """
+    builds, root, files, digests = folders
+    server = serve(root)
+    n = kit.scaled_trials(15, 0.5)
+    seed = kit.seed()
+    rng = random.Random(seed)
+    tally = kit.record(kit.Tally(
+        "kill -9 during install_staged() of a staged folder (the launch's install)", seed,
+        kit.reproduce("tests/faults/test_kill_folder.py::test_kill9_during_the_install_of_a_staged_folder", seed),
+    ))
+
+    def staged_copy(work: Path) -> Path:
+        folder = _fresh(work, builds[kit.OLD])
+        run = kit.run_child(server, folder, work / "logs", call="stage", **_child(folder))
+        assert (kit.parse_child(run["stdout"]) or {}).get("result"), run["stderr"][-2000:]
+        return folder
+
+    windows = []
+    for i in range(2):
+        folder = staged_copy(tmp_path / f"cal-{i}")
+        run = kit.run_child(server, folder, tmp_path / f"cal-{i}" / "logs", call="install_staged", **_child(folder))
+        assert judge(folder, digests).state == "new", run["stderr"][-2000:]
+        windows.append(kit.logged_at(run["stderr"], "installed the staged update") - run["started_at"])
+    window = statistics.median(windows)
+    tally.notes.append(f"calibration: an unkilled install_staged() child logs the install {window:.3f} s "
+                       "after it was started (median); kills are drawn over 0.8x to 1.2x that")
+
+    for i in range(n):
+        delay = rng.uniform(0.8 * window, 1.2 * window)
+        work = tmp_path / "trial"
+        folder = staged_copy(work)
+        run = kit.run_child(server, folder, work / "logs", kill_at=("window", delay), call="install_staged",
+                            **_child(folder))
+        tally.trials += 1
+        verdict = judge(folder, digests)
+        tally.outcomes[verdict.state if run["killed"] else f"{verdict.state} (finished before the kill)"] += 1
+        left = kit.normalize(kit.leftovers(folder.parent, kit.CMD), kit.CMD)
+        tally.landed[f"{verdict.state} | {left} | {kit.last_log(run['stderr'])}"] += 1
+        if verdict.state == "broken":
+            tally.failures.append(f"trial {i} (+{delay:.3f}s): {verdict.detail}")
+            continue
+        tally.recovery_tried += 1
+        rec = kit.run_child(server, folder, work / "logs", cleanup=True, **_child(folder))
+        result = kit.parse_child(rec["stdout"]) or {}
+        stray = kit.leftovers(folder.parent, kit.CMD)
+        if rec["rc"] == 0 and "error" not in result and judge(folder, digests).state == "new" and not stray:
+            tally.recovered += 1
+        else:
+            tally.failures.append(f"trial {i} (+{delay:.3f}s): recovery left {stray}, {result}: "
+                                  f"{rec['stderr'][-600:]}")
+    print(tally.summary())
+    assert not any(k.startswith("broken") for k in tally.outcomes), tally.summary()
+    assert tally.recovered == tally.recovery_tried == tally.trials == n, tally.summary()
