@@ -139,6 +139,15 @@ def hook(hook_api) -> None:
         config = build_config(spec_config)
     except SelfUpdateError as exc:
         raise SystemExit(f"pyi-selfupdate: build stopped: {exc}") from None
+    # Fixed now, so that renaming or moving the executable never changes what it asks for.
+    if config["cmd_name"] is None:
+        from PyInstaller.config import CONF
+
+        config["cmd_name"] = CONF.get("specnm") or None
+    if config["platform"] is None:
+        from pyi_selfupdate.protocol import current_platform
+
+        config["platform"] = current_platform()
 
     if not config["public_keys"]:
         logger.warning(
@@ -161,6 +170,7 @@ def hook(hook_api) -> None:
         (EMBEDDED_DIR + "/" + EMBEDDED_MARSHAL_NAME, marshal_path, "DATA"),
     ])
     logger.info(
-        "pyi-selfupdate: embedded update configuration (%d bytes): version %s, api_url %s, mode %s",
-        len(data), config["current_version"], config["api_url"], config["mode"],
+        "pyi-selfupdate: embedded update configuration (%d bytes): %s %s for %s, api_url %s, mode %s",
+        len(data), config["cmd_name"], config["current_version"], config["platform"], config["api_url"],
+        config["mode"],
     )

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Dict, List
 
 if TYPE_CHECKING:  # what the lazy names resolve to, for type checkers and IDEs
     from . import errors, protocol, updater  # noqa: F401
-    from ._bootstrap import embedded_config, updater_from_config
+    from ._bootstrap import embedded_config, installed_update, updater_from_config
     from ._restart import restart
     from .errors import (
         ConfigError,
@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # what the lazy names resolve to, for type checkers and IDEs
         VerificationError,
     )
     from .protocol import current_platform
-    from .updater import UpdateResult, Updater
+    from .updater import InstalledUpdate, UpdateResult, Updater
 
 __version__ = "0.1.0"
 
@@ -49,6 +49,8 @@ if "logging" in sys.modules or not getattr(sys, "frozen", False):
 __all__ = [
     "Updater",
     "UpdateResult",
+    "InstalledUpdate",
+    "installed_update",
     "restart",
     "updater_from_config",
     "embedded_config",
@@ -68,6 +70,8 @@ __all__ = [
 _LAZY: Dict[str, str] = {
     "Updater": "updater",
     "UpdateResult": "updater",
+    "InstalledUpdate": "updater",
+    "installed_update": "_bootstrap",
     "restart": "_restart",
     "updater_from_config": "_bootstrap",
     "embedded_config": "_bootstrap",

@@ -55,14 +55,18 @@ from .errors import ConfigError, SelfUpdateError
 from .settings import DEV_VERSION, FILE, FOLDER, LIMITS, Settings, load_embedded
 
 if TYPE_CHECKING:  # imported when needed: most launches need no Updater at all
-    from .updater import Updater
+    from .updater import InstalledUpdate, Updater
 
-__all__ = ["run", "updater_from_config", "embedded_config", "app_target", "DISABLE_ENV", "LOG_ENV"]
+__all__ = ["run", "updater_from_config", "embedded_config", "installed_update", "app_target",
+           "DISABLE_ENV", "LOG_ENV",
+           "FORCE_CHECK_ENV"]
 
 #: ``PYI_SELFUPDATE_DISABLE=1`` in the environment turns the bootstrap off.
 DISABLE_ENV = "PYI_SELFUPDATE_DISABLE"
 #: ``PYI_SELFUPDATE_LOG=<level>`` shows the bootstrap's log on stderr.
 LOG_ENV = "PYI_SELFUPDATE_LOG"
+#: ``PYI_SELFUPDATE_FORCE_CHECK=1`` checks at this launch, whatever the schedule.
+FORCE_CHECK_ENV = "PYI_SELFUPDATE_FORCE_CHECK"
 
 _TRUE = ("1", "true", "yes", "on")
 
@@ -71,6 +75,7 @@ _lock: Any = None
 _thread: Optional[threading.Thread] = None
 _config: Optional[Dict[str, Any]] = None
 _install_claim: Optional[int] = None
+_installed: Optional[Dict[str, Any]] = None
 
 
 def embedded_config() -> Optional[Dict[str, Any]]:
@@ -84,6 +89,26 @@ def embedded_config() -> Optional[Dict[str, Any]]:
 def _settings() -> Optional[Settings]:
     config = embedded_config()
     return None if config is None else Settings.from_mapping(config)
+
+
+def installed_update() -> "Optional[InstalledUpdate]":
+    """The update installed before this launch of the frozen app, or None.
+
+    Tells the app, at the first start of a new version, what was installed
+    (from, to, when, how) and the release notes, if the release has any, so
+    it can tell its user::
+
+        news = pyi_selfupdate.installed_update()
+        if news:
+            print(f"Updated from {news.from_version} to {news.to_version}. {news.notes}")
+    """
+    if _installed is None:
+        return None
+    from .updater import InstalledUpdate
+
+    return InstalledUpdate(str(_installed.get("from", "")), str(_installed.get("to", "")),
+                           float(_installed.get("when") or 0), str(_installed.get("method", "")),
+                           str(_installed.get("notes") or ""))
 
 
 def _cmd_name(settings: Settings, target: str) -> str:
@@ -128,6 +153,7 @@ def updater_from_config(**overrides: Any) -> "Updater":
         "diff_url": settings.diff_url or settings.api_url,
         "dir": settings.dir or Settings.dir,
         "cmd_name": _cmd_name(settings, sys.executable),
+        "platform": settings.platform,
         "force_check": bool(settings.force_check),
         "check_time": settings.check_time,
         "randomize_time": settings.randomize_time,
@@ -186,6 +212,8 @@ def run() -> None:
     start = time.perf_counter()
     try:
         _run()
+    except KeyboardInterrupt:  # Ctrl-C while waiting for another instance's install
+        _quiet_exit()
     except SelfUpdateError as exc:
         log.warning("self-update skipped: %s", exc)
     except Exception:
@@ -235,6 +263,10 @@ def _run() -> None:
         log.info("%s was updated by another instance since this launch; restarting", target)
         _restart_after_install()
 
+    global _installed
+    _installed = _schedule.take_installed(
+        _schedule.state_folder(target, settings.dir or Settings.dir, _cmd_name(settings, exe)),
+        str(settings.current_version))
     _staging.cleanup_leftovers(target)
     mode = settings.mode
     staged = os.path.exists(_staging.sidecar_file(target))
@@ -253,16 +285,21 @@ def _run() -> None:
     if not due:
         log.debug("mode %r: no update check due", mode)
     elif mode == "immediate":
-        _immediate(updater, exe, exit_wait)
+        _immediate(updater, exe, exit_wait, float(settings.immediate_wait))
     else:
         _start_background(updater, exit_wait)
 
 
 def _check_due(settings: Settings, target: str) -> bool:
-    """The schedule of :meth:`Updater.check_due`, without building an Updater."""
-    if settings.force_check:
+    """The schedule of :meth:`Updater.check_due`, without building an Updater.
+
+    ``PYI_SELFUPDATE_FORCE_CHECK=1`` in the app's environment forces a check, as
+    ``force_check = true`` at build time does.
+    """
+    if settings.force_check or os.environ.get(FORCE_CHECK_ENV, "").strip().lower() in _TRUE:
         return True
-    return _schedule.is_due(_schedule.cktime_file(target, settings.dir or Settings.dir))
+    return _schedule.is_due(_schedule.cktime_file(target, settings.dir or Settings.dir,
+                                                  _cmd_name(settings, sys.executable)))
 
 
 def _parent_main(marker: str, me: str) -> Optional[str]:
@@ -296,16 +333,49 @@ def _restart_after_install(version: Optional[str] = None) -> None:
         os._exit(75)  # EX_TEMPFAIL
 
 
-def _immediate(updater: "Updater", exe: str, exit_wait: float) -> None:
-    # Download and verify first (no swap yet), then install only if no other
-    # process runs this file: the window for a starting process is the swap alone.
+def _immediate(updater: "Updater", exe: str, exit_wait: float, budget: float) -> None:
+    """Check and download at launch, for at most ``budget`` seconds; then install and restart.
+
+    Download and verify first (no swap yet), then install only if no other
+    process runs this file: the window for a starting process is the swap
+    alone. A check or download that takes longer goes on in the background
+    while the app starts as it is (and installs at a later launch).
+    """
+    global _thread
+    outcome: List[Any] = []
+    thread = threading.Thread(target=lambda: outcome.append(_stage(updater)), name="pyi-selfupdate",
+                              daemon=True)
+    thread.start()
+    thread.join(budget)
+    if thread.is_alive():
+        log.info("no update could be had within %.0f s (immediate_wait); the app starts as it is "
+                 "and the download goes on in the background", budget)
+        _thread = thread
+        if exit_wait > 0:
+            atexit.register(_wait_at_exit, thread, exit_wait, updater)
+        return
+    if outcome and outcome[0] is not None:
+        _install_or_defer(updater, exe, exit_wait, "updated")
+
+
+def _stage(updater: "Updater") -> Any:
+    """``updater.stage()``; a failure is logged, never raised (the app runs on)."""
     try:
-        staged = updater.stage()
+        return updater.stage()
     except SelfUpdateError as exc:
         log.warning("update check failed: %s", exc)
-        return
-    if staged is not None:
-        _install_or_defer(updater, exe, exit_wait, "updated")
+    except Exception:
+        log.exception("update check failed")
+    return None
+
+
+def _quiet_exit() -> None:
+    """Ctrl-C during one of the bootstrap's waits: end the process now, without a traceback."""
+    try:
+        sys.stderr.flush()
+    except Exception:
+        pass
+    os._exit(130)
 
 
 def _install_or_defer(updater: "Updater", exe: str, exit_wait: float, done: str) -> None:
@@ -380,6 +450,8 @@ def _install_at_exit(updater: "Updater", exe: str, wait: float) -> None:
             if time.monotonic() >= deadline:
                 break
             time.sleep(0.05)
+    except KeyboardInterrupt:
+        _quiet_exit()
     except Exception:
         log.exception("installing the staged update at exit failed; a later launch retries")
         return
@@ -389,14 +461,7 @@ def _install_at_exit(updater: "Updater", exe: str, wait: float) -> None:
 
 
 def _background_stage(updater: "Updater") -> None:
-    try:
-        result = updater.stage()
-    except SelfUpdateError as exc:
-        log.warning("background update check failed: %s", exc)
-        return
-    except Exception:
-        log.exception("background update check failed")
-        return
+    result = _stage(updater)
     if result is not None:
         log.info("update %s downloaded and verified; it is installed at the next launch",
                  result.to_version)
@@ -411,12 +476,28 @@ def _start_background(updater: "Updater", exit_wait: float) -> None:
     )
     _thread.start()
     if exit_wait > 0:
-        atexit.register(_wait_at_exit, _thread, exit_wait)
+        atexit.register(_wait_at_exit, _thread, exit_wait, updater)
 
 
-def _wait_at_exit(thread: threading.Thread, timeout: float) -> None:
-    if thread.is_alive():
-        log.debug("waiting up to %ss for the update download", timeout)
-        thread.join(timeout)
-        if thread.is_alive():
-            log.info("update download unfinished at exit; a later launch resumes it")
+def _wait_at_exit(thread: threading.Thread, timeout: float, updater: "Updater") -> None:
+    """At exit, wait for the background check only while it makes progress that should end in time.
+
+    Never for a check whose manifest has not come within ``LIMITS.exit_check``,
+    nor for a download that received nothing for ``LIMITS.stall`` or whose rate
+    would not finish it within what is left of ``timeout`` (``exit_wait``); a
+    later launch resumes an unfinished download. Ctrl-C ends the wait and the
+    process at once.
+    """
+    try:
+        deadline = time.monotonic() + timeout
+        transfer = updater.transfer
+        while thread.is_alive():
+            left = deadline - time.monotonic()
+            if left <= 0 or not transfer.likely_done_within(left, LIMITS.stall, LIMITS.exit_check):
+                log.info("update %s unfinished at exit (%s); a later launch %s", transfer.phase,
+                         "no progress" if left > 0 else f"exit_wait {timeout:g} s",
+                         "resumes it" if transfer.phase in ("patch", "full") else "checks again")
+                return
+            thread.join(min(0.05, left))
+    except KeyboardInterrupt:
+        _quiet_exit()

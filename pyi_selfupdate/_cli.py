@@ -24,6 +24,22 @@ from .errors import SelfUpdateError
 _RELEASE_ARGS = ("command", "func", "verbose", "path", "version", "out", "platform", "cmd_name", "disable")
 
 
+def _notes_file(path: str) -> str:
+    """The text of ``--notes FILE``."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(16 * 1024 + 1)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {path} ({exc.strerror}); give a text file") from None
+    if len(data) > 16 * 1024:
+        raise argparse.ArgumentTypeError(f"{path} is larger than 16 KiB; keep release notes short "
+                                         "and link to the full change log")
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise argparse.ArgumentTypeError(f"{path} is not UTF-8 text; save it as UTF-8") from None
+
+
 def _blocked_plugin(value: str) -> str:
     """The NAME of ``-p no:NAME``."""
     if not value.startswith("no:") or value == "no:":
@@ -86,6 +102,9 @@ def _add_release(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("-p", dest="disable", action="append", default=[], type=_blocked_plugin, metavar="no:NAME",
                    help="do not load the built-in plugin NAME, as pytest's -p no:NAME (repeatable); one "
                    "whose job a release needs only when another plugin does that job")
+    p.add_argument("--notes", dest="notes", type=_notes_file, metavar="FILE",
+                   help="release notes (UTF-8 text, at most 16 KiB) carried in the manifest for the "
+                   "app to show its user (pyi_selfupdate.installed_update()); signed with the release")
     p.add_argument("--change-kind", action="store_true",
                    help="allow releasing an app folder where a single file was released before, or "
                    "the reverse (installed apps of the old kind then stop updating: see the README)")

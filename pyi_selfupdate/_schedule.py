@@ -1,13 +1,30 @@
-"""The check schedule: go-selfupdate's ``cktime`` file.
+"""The app's state folder and its check schedule (go-selfupdate's ``cktime`` file, and back-off).
 
-The file lives at ``<folder of the target>/<dir>cktime`` (``dir`` and
-``"cktime"`` concatenated as they are, as go-selfupdate does) and holds the
-time of the next check in Go's ``time.RFC3339`` layout, local time with its
-offset (``Z`` for a zero offset), no newline: ``2026-11-28T10:00:00+01:00``.
+Each app keeps its state in its own folder, ``<folder of the target>/<dir><cmd>/``
+(``dir`` is ``update/`` by default, ``cmd`` the app's cmd name), so apps that share
+a folder never share a schedule:
+
+``cktime``      the time of the next check, in Go's ``time.RFC3339`` layout, local
+                time with its offset (``Z`` for a zero offset), no newline:
+                ``2026-11-28T10:00:00+01:00``
+``failures``    how many checks failed in a row (absent after a success)
+``serial``      the highest signed serial accepted (:mod:`pyi_selfupdate.signing`)
+``partial/``    downloads in progress, resumed by the next run
+``installed.json``  the update installed last, until the app has read it
+``log``, ``log.1``  the last checks, downloads, installs and errors, for support
+                (``LIMITS.log_bytes`` at most)
+
+go-selfupdate keeps ``cktime`` at ``<folder>/<dir>cktime`` (``dir`` and ``"cktime"``
+concatenated as they are); such a file (and ``<dir>serial``) is still read
+while the app's own has not been written yet, and never removed, since another
+app of the folder may use it.
 
 Unlike the reference, a missing, unreadable or garbled file means "check now"
-(the reference waits 1000 hours), and a failed check schedules a retry soon
-(:func:`retry_delay_hours`) instead of the full interval.
+(the reference waits 1000 hours). A check is recorded as failed before it is
+made (:func:`schedule_attempt`) and as a success once it succeeded, so a check
+that never ends (the app exited, the server hangs) counts as a failure: after
+``n`` failures in a row the next check waits ``LIMITS.backoff_first * 2**(n-1)``
+seconds, jittered down by up to half, and never more than ``check_time``.
 """
 
 from __future__ import annotations
@@ -29,31 +46,53 @@ else:  # the usual launch only asks is_due(), answered without datetime
     _dt, random = _lazy.module("datetime"), _lazy.module("random")
 
 __all__ = [
+    "state_folder",
+    "legacy_file",
     "cktime_file",
     "cktime_path",
+    "schedule_attempt",
+    "backoff_seconds",
+    "read_failures",
     "format_rfc3339",
     "parse_rfc3339",
     "read_next_check",
     "write_next_check",
     "is_due",
     "schedule_success",
-    "schedule_retry",
-    "retry_delay_hours",
+    "record_event",
+    "write_installed",
+    "take_installed",
 ]
 
 
-def cktime_file(target: _PathLike, dir: str) -> str:
-    """``<folder of target>/<dir>cktime`` (go: ``filepath.Join(exeDir, Dir + "cktime")``)."""
+def legacy_file(target: _PathLike, dir: str, name: str) -> str:
+    """go-selfupdate's ``<folder of target>/<dir><name>`` (``filepath.Join(exeDir, Dir + name)``)."""
     folder = os.path.dirname(os.path.abspath(os.fspath(target)))
-    rel = (dir + "cktime").lstrip("/\\") if os.path.isabs(dir + "cktime") else dir + "cktime"
+    rel = (dir + name).lstrip("/\\") if os.path.isabs(dir + name) else dir + name
     return os.path.normpath(os.path.join(folder, rel))
 
 
-def cktime_path(target: _PathLike, dir: str) -> "Path":
-    """:func:`cktime_file` as a Path."""
+def state_folder(target: _PathLike, dir: str, cmd_name: str) -> str:
+    """The app's own state folder, ``<folder of target>/<dir><cmd_name>`` (``.<cmd_name>-update``
+    for an empty ``dir``, which would name the executable itself)."""
+    return legacy_file(target, dir, cmd_name if dir else f".{cmd_name}-update")
+
+
+def cktime_file(target: _PathLike, dir: str, cmd_name: str) -> str:
+    """The schedule to read: the app's own, else go-selfupdate's shared one if it exists."""
+    own = os.path.join(state_folder(target, dir, cmd_name), "cktime")
+    if not os.path.exists(own):
+        legacy = legacy_file(target, dir, "cktime")
+        if os.path.exists(legacy):
+            return legacy
+    return own
+
+
+def cktime_path(target: _PathLike, dir: str, cmd_name: str) -> "Path":
+    """Where the app writes its schedule: ``<state folder>/cktime``."""
     from pathlib import Path
 
-    return Path(cktime_file(target, dir))
+    return Path(state_folder(target, dir, cmd_name)) / "cktime"
 
 
 def _now() -> _dt.datetime:
@@ -195,24 +234,100 @@ def write_next_check(path: _PathLike, when: _dt.datetime) -> bool:
 
 def schedule_success(
     path: _PathLike, check_time: float, randomize_time: float,
-    now: Optional[_dt.datetime] = None,
+    now: Optional[_dt.datetime] = None, failures_path: Optional[_PathLike] = None,
 ) -> _dt.datetime:
-    """After a successful check: next = now + check_time h + uniform(0, randomize_time) h."""
+    """After a successful check: next = now + check_time h + uniform(0, randomize_time) h; no failures."""
     extra = random.uniform(0, randomize_time) if randomize_time > 0 else 0.0
     when = (now or _now()) + _dt.timedelta(hours=float(check_time) + extra)
     write_next_check(path, when)
+    if failures_path is not None:
+        try:
+            os.unlink(failures_path)
+        except OSError:
+            pass
     return when
 
 
-def retry_delay_hours(check_time: float) -> float:
-    """Hours to wait after a failed check: ``min(1, check_time)``."""
-    return max(0.0, min(LIMITS.retry_hours, float(check_time)))
+def backoff_seconds(failures: int, check_time: float) -> float:
+    """The wait after ``failures`` failed checks in a row (exponential, jittered, capped at ``check_time``)."""
+    if failures <= 0:
+        return 0.0
+    base = LIMITS.backoff_first * 2.0 ** min(failures - 1, 40)
+    return min(float(check_time) * 3600.0, base * random.uniform(0.5, 1.0))
 
 
-def schedule_retry(
-    path: _PathLike, check_time: float, now: Optional[_dt.datetime] = None
-) -> _dt.datetime:
-    """After a failed check: retry in :func:`retry_delay_hours`, not the full interval."""
-    when = (now or _now()) + _dt.timedelta(hours=retry_delay_hours(check_time))
+def read_failures(path: _PathLike) -> int:
+    """The count in a ``failures`` file; 0 when it is missing or unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            return max(0, int(fh.read(32).decode("ascii").strip() or 0))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return 0
+
+
+def schedule_attempt(path: _PathLike, failures_path: _PathLike, check_time: float,
+                     now: Optional[_dt.datetime] = None) -> _dt.datetime:
+    """Before a check: count it as failed until it succeeds, and schedule the next after the back-off.
+
+    Returns the time written. A check that never ends (the process exits, the
+    server hangs) thus costs one attempt per back-off period, not one per launch.
+    """
+    failures = read_failures(failures_path) + 1
+    when = (now or _now()) + _dt.timedelta(seconds=backoff_seconds(failures, check_time))
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(os.fspath(failures_path))), exist_ok=True)
+        write_atomic(failures_path, str(failures).encode("ascii"))
+    except OSError as exc:
+        log.info("cannot record the check in %s (%s)", os.fspath(failures_path), exc)
     write_next_check(path, when)
     return when
+
+
+def record_event(state_dir: _PathLike, text: str) -> None:
+    """Append ``<time> <text>`` to the app's update log (``log``, rotated to ``log.1``); never raises."""
+    path = os.path.join(os.fspath(state_dir), "log")
+    line = f"{format_rfc3339(_now())} {text}\n".encode("utf-8", "replace")
+    try:
+        os.makedirs(os.fspath(state_dir), exist_ok=True)
+        try:
+            if os.path.getsize(path) + len(line) > LIMITS.log_bytes // 2:
+                os.replace(path, path + ".1")
+        except FileNotFoundError:
+            pass
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        log.debug("cannot write the update log %s (%s)", path, exc)
+
+
+def write_installed(state_dir: _PathLike, record: dict) -> None:
+    """Remember the update just installed (``installed.json``) for the app to read at its next start."""
+    import json
+
+    try:
+        os.makedirs(os.fspath(state_dir), exist_ok=True)
+        write_atomic(os.path.join(os.fspath(state_dir), "installed.json"),
+                     json.dumps(record, sort_keys=True).encode("utf-8"))
+    except OSError as exc:
+        log.info("cannot record the install in %s (%s)", os.fspath(state_dir), exc)
+
+
+def take_installed(state_dir: _PathLike, current_version: str) -> Optional[dict]:
+    """The update recorded by :func:`write_installed` if it installed ``current_version``; the record
+    is removed either way (it is told once, to the first launch of the new version)."""
+    path = os.path.join(os.fspath(state_dir), "installed.json")
+    if not os.path.exists(path):  # the usual launch: one stat
+        return None
+    import json
+
+    try:
+        with open(path, "rb") as fh:
+            record = json.loads(fh.read(1 << 16).decode("utf-8"))
+        os.unlink(path)
+    except (OSError, ValueError) as exc:
+        log.info("cannot read %s (%s)", path, exc)
+        return None
+    return record if isinstance(record, dict) and record.get("to") == current_version else None

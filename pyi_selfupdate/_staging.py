@@ -53,6 +53,7 @@ class StagedInfo:
     sha256: bytes
     method: str
     bytes_fetched: int
+    notes: str = ""
 
     def to_json(self) -> bytes:
         return json.dumps(
@@ -62,6 +63,7 @@ class StagedInfo:
                 "sha256": base64.b64encode(self.sha256).decode("ascii"),
                 "method": self.method,
                 "bytes": self.bytes_fetched,
+                "notes": self.notes,
             },
             indent=1,
         ).encode("utf-8")
@@ -135,6 +137,7 @@ def read_staged(target: PathLike) -> Optional[StagedInfo]:
             sha256=base64.b64decode(_str(doc["sha256"]), validate=True),
             method=_str(doc.get("method", "full")),
             bytes_fetched=int(doc.get("bytes", 0)),
+            notes=str(doc.get("notes") or ""),
         )
         if len(info.sha256) != 32:
             raise ValueError("sha256 is not 32 bytes")

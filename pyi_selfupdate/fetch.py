@@ -27,7 +27,8 @@ from .errors import ConfigError, FetchError, SelfUpdateError
 from .settings import LIMITS
 
 __all__ = [
-    "Requester", "RequestsRequester", "USER_AGENT", "Budget", "open_stream", "read_all", "reader",
+    "Requester", "RequestsRequester", "USER_AGENT", "Transfer", "Budget", "open_stream", "read_all",
+    "reader", "download",
     "close_quietly", "is_loopback_host", "check_transport", "refuse_cross_origin_redirect",
 ]
 
@@ -98,6 +99,8 @@ class RequestsRequester:
 
             session = requests.Session()
             session.headers["User-Agent"] = USER_AGENT
+            # Byte offsets (resumed downloads) and byte caps mean the bytes as stored.
+            session.headers["Accept-Encoding"] = "identity"
             session.max_redirects = LIMITS.max_redirects
             _add_redirect_policy(session)
             self._session = session
@@ -105,12 +108,26 @@ class RequestsRequester:
 
     def fetch(self, url: str) -> BinaryIO:
         """GET ``url`` and return its body as a stream capped at ``max_bytes``."""
+        return self.fetch_range(url, 0, None)
+
+    def fetch_range(self, url: str, start: int, validator: Optional[str]) -> BinaryIO:
+        """GET ``url`` from byte ``start`` on, if it is still the file ``validator`` names.
+
+        Sends ``Range: bytes=<start>-`` and ``If-Range: <validator>`` (an ETag or
+        a Last-Modified date seen before). The stream's ``offset`` is where its
+        bytes start: ``start`` when the server resumed (206), 0 when it sent the
+        whole file (it ignores ranges, or the file changed). ``validator`` and
+        ``length`` (the whole file's size, when known) describe the file.
+        """
         import requests  # lazy, see the module docstring
 
         session = self.session
+        headers = {}
+        if start > 0 and validator:
+            headers = {"Range": f"bytes={start}-", "If-Range": validator}
         try:
             resp = session.get(
-                url, stream=True, timeout=(self.connect_timeout, self.read_timeout)
+                url, stream=True, timeout=(self.connect_timeout, self.read_timeout), headers=headers
             )
         except requests.RequestException as exc:
             raise FetchError(
@@ -129,7 +146,28 @@ class RequestsRequester:
                 f"{url} announces {int(length)} bytes, more than the limit of "
                 f"{self.max_bytes}; raise max_bytes if this release is really that large"
             )
-        return _ResponseStream(resp, self.max_bytes, url)  # type: ignore[return-value]
+        stream = _ResponseStream(resp, self.max_bytes, url)
+        stream.validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
+        body = int(length) if length is not None and length.strip().isdigit() else None
+        stream.length = body
+        if resp.status_code == 206:
+            first, total = _content_range(resp.headers.get("Content-Range", ""))
+            if first != start:  # not the range asked for: start again from 0
+                resp.close()
+                return self.fetch_range(url, 0, None)
+            stream.offset, stream.length = start, total
+        return stream  # type: ignore[return-value]
+
+
+def _content_range(value: str) -> Tuple[Optional[int], Optional[int]]:
+    """``(first byte, total size)`` of a ``Content-Range: bytes a-b/total`` header."""
+    try:
+        unit, _, rest = value.strip().partition(" ")
+        span, _, total = rest.partition("/")
+        first = int(span.split("-", 1)[0])
+        return (first if unit == "bytes" else None), (int(total) if total.strip().isdigit() else None)
+    except ValueError:
+        return None, None
 
 
 class _ResponseStream(io.RawIOBase):
@@ -141,6 +179,10 @@ class _ResponseStream(io.RawIOBase):
         self._max = max_bytes
         self._url = url
         self._count = 0
+        #: where the body starts in the file, its validator, the file's whole size
+        self.offset = 0
+        self.validator: Optional[str] = None
+        self.length: Optional[int] = None
 
     def readable(self) -> bool:
         return True
@@ -184,20 +226,75 @@ def _add_redirect_policy(session: Any) -> None:
 # ------------------------------------------------------------------ reading
 
 
+class Transfer:
+    """What a check-and-download is doing now, for a watcher in another thread (the app's exit).
+
+    ``phase`` is ``"idle"``, ``"manifest"``, ``"patch"`` or ``"full"`` (receiving
+    that body), ``"local"`` (patching, unpacking, verifying, staging: no network)
+    or ``"done"``; ``received`` and ``total`` count the current body's bytes
+    (``total`` None when unknown), ``started`` and ``last_byte`` are
+    ``time.monotonic()`` values. ``progress(done, total)``, when given, is called
+    after every block received.
+    """
+
+    def __init__(self, progress: Optional[Callable[[int, Optional[int]], None]] = None) -> None:
+        self.phase = "idle"
+        self.received = 0
+        self.total: Optional[int] = None
+        self.started = self.last_byte = time.monotonic()
+        self._progress = progress
+
+    def begin(self, phase: str, received: int = 0, total: Optional[int] = None) -> None:
+        self.phase, self.received, self.total = phase, received, total
+        self.started = self.last_byte = time.monotonic()
+
+    def add(self, n: int) -> None:
+        self.received += n
+        self.last_byte = time.monotonic()
+        if self._progress is not None:
+            try:
+                self._progress(self.received, self.total)
+            except Exception:  # the app's callback never breaks an update
+                log.exception("the progress callback raised; ignored")
+
+    def likely_done_within(self, seconds: float, stall: float, check: float) -> bool:
+        """True if this is worth waiting ``seconds`` more for.
+
+        Local work always is; a check (``idle``, ``manifest``) only for ``check``
+        seconds after it began; a download while bytes keep arriving (none for
+        ``stall`` seconds: not) at a rate that completes it within ``seconds``.
+        """
+        now = time.monotonic()
+        if self.phase == "local":
+            return True
+        if self.phase in ("idle", "manifest"):
+            return now - self.started < check
+        if self.phase not in ("patch", "full") or now - self.last_byte > stall:
+            return False
+        if self.total is None:
+            return True
+        rate = self.received / max(now - self.started, 1e-3)
+        return rate > 0 and (self.total - self.received) / rate <= seconds
+
+
 class Budget:
     """What one check-and-download may still take: bytes received so far, and the overall deadline."""
 
-    def __init__(self, seconds: Optional[float] = None) -> None:
+    def __init__(self, seconds: Optional[float] = None, transfer: Optional[Transfer] = None) -> None:
         #: bytes received so far
         self.n = 0
         #: ``time.monotonic()`` after which every read fails (None: no deadline)
         self.deadline = None if seconds is None else time.monotonic() + seconds
         self.seconds = seconds
+        self.transfer = transfer or Transfer()
 
 
-def open_stream(requester: Any, url: str) -> BinaryIO:
-    """``requester.fetch(url)``, any failure of it a :class:`~pyi_selfupdate.errors.FetchError`."""
+def open_stream(requester: Any, url: str, start: int = 0, validator: Optional[str] = None) -> BinaryIO:
+    """``requester.fetch(url)`` (or ``fetch_range`` to resume at ``start``, where the requester
+    has it), any failure of it a :class:`~pyi_selfupdate.errors.FetchError`."""
     try:
+        if start > 0 and validator and callable(getattr(requester, "fetch_range", None)):
+            return requester.fetch_range(url, start, validator)
         return requester.fetch(url)
     except SelfUpdateError:
         raise
@@ -220,6 +317,8 @@ def reader(stream: Any, url: str, budget: Budget,
         if block is None:
             block = b""
         budget.n += len(block)
+        if block:
+            budget.transfer.add(len(block))
         if block and budget.deadline is not None and time.monotonic() > budget.deadline:
             raise FetchError(
                 f"download of {url} is still unfinished after the overall deadline of "
@@ -250,6 +349,94 @@ def read_all(requester: Any, url: str, cap: int, budget: Budget) -> bytes:
         return b"".join(chunks)
     finally:
         close_quietly(stream)
+
+
+def download(requester: Any, url: str, part: Any, cap: int, budget: Budget, phase: str) -> None:
+    """Fetch ``url`` into the file ``part``, continuing what an earlier run left there.
+
+    ``part`` (a path) may hold the first bytes of the same file from an
+    interrupted download, with ``<part>.json`` naming the file's validator
+    (ETag or Last-Modified): then only the rest is asked for, with ``If-Range``,
+    and a server that ignores ranges or whose file changed sends it whole,
+    which starts the file again. The file holds at most ``cap`` bytes. It is
+    held with an exclusive ``flock`` while this runs (POSIX): another process
+    downloading the same file makes this one fail at once rather than mix the
+    two. The caller checks the result's SHA-256 and removes ``part`` once done.
+    """
+    import json
+    import os
+
+    from ._files import fcntl, write_atomic
+
+    part = os.fspath(part)
+    meta = part + ".json"
+    os.makedirs(os.path.dirname(part), exist_ok=True)
+    fd = os.open(part, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600)
+    mine = fcntl is None
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise FetchError(f"another process is downloading {url} right now; "
+                                 "this one leaves it to that one") from None
+            mine = True
+        have = os.fstat(fd).st_size
+        try:
+            with open(meta, "rb") as fh:
+                validator = json.loads(fh.read(4096).decode("utf-8")).get("validator")
+        except (OSError, ValueError, AttributeError):
+            validator = None
+        if not validator:
+            have = 0
+        stream = open_stream(requester, url, have, validator)
+        try:
+            offset = getattr(stream, "offset", 0) or 0
+            if offset != have:
+                log.info("%s: the server sends the file whole (it ignores ranges, or the file "
+                         "changed); starting again", url)
+            os.ftruncate(fd, offset)
+            os.lseek(fd, offset, os.SEEK_SET)
+            new_validator = getattr(stream, "validator", None)
+            if new_validator:
+                write_atomic(meta, json.dumps({"url": url, "validator": new_validator}).encode())
+            elif os.path.exists(meta):
+                os.unlink(meta)
+            if offset:
+                log.info("resuming %s at byte %d", url, offset)
+            budget.transfer.begin(phase, offset, getattr(stream, "length", None))
+            size = offset
+            read = reader(stream, url, budget)
+            while True:
+                block = read(_CHUNK)
+                if not block:
+                    break
+                size += len(block)
+                if size > cap:
+                    raise FetchError(f"{url} is larger than the limit of {cap} bytes; refusing it")
+                view = memoryview(block)
+                while view:
+                    view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            close_quietly(stream)
+    except OSError as exc:
+        from pathlib import Path
+
+        from ._files import write_advice
+        from .errors import InstallError
+
+        raise InstallError(f"cannot keep the download of {url} in {part} ({exc}); "
+                           f"{write_advice(exc, Path(part))}") from None
+    finally:
+        try:
+            if mine and os.fstat(fd).st_size == 0:  # nothing came (a 404, a refused connection): no trace
+                for path in (part, meta):
+                    if os.path.exists(path):
+                        os.unlink(path)
+        except OSError:
+            pass
+        os.close(fd)
 
 
 def close_quietly(stream: Optional[Any]) -> None:

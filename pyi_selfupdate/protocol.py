@@ -26,6 +26,7 @@ __all__ = [
     "DEV_VERSION",
     "Manifest",
     "KIND_KEY",
+    "NOTES_KEY",
     "FILE",
     "FOLDER",
     "KINDS",
@@ -215,6 +216,8 @@ def current_platform() -> str:
 #: The manifest field naming a release's kind, :data:`FOLDER` (Go clients ignore it);
 #: a manifest without it, as go-selfupdate writes them, is a single :data:`FILE`.
 KIND_KEY = "Kind"
+#: The manifest field holding a release's notes, for the app to show (Go clients ignore it).
+NOTES_KEY = "Notes"
 
 
 @dataclass(frozen=True)
@@ -244,6 +247,12 @@ class Manifest:
                 "republish the release with pyi-selfupdate release"
             )
         return kind
+
+    @property
+    def notes(self) -> str:
+        """The release notes (:data:`NOTES_KEY`), or ``""``."""
+        notes = self.extra.get(NOTES_KEY, "")
+        return notes if isinstance(notes, str) else ""
 
     def __post_init__(self) -> None:
         if len(self.sha256) != 32:

@@ -59,7 +59,10 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("bin_url", None, "url", "URL", "base URL of the full `.gz` binaries (default: `api_url`)"),
     Setting("diff_url", None, "url", "URL", "base URL of the patches (default: `api_url`)"),
     Setting("cmd_name", None, "name", "name",
-            "the app's name in the URLs (default: the executable's name without `.exe`)"),
+            "the app's name in the URLs (default: the name the app is built with, fixed at build "
+            "time, so renaming the executable changes nothing)"),
+    Setting("platform", None, "name", "OS-ARCH",
+            "the platform in the URLs, as Go names it (default: the build machine's, fixed at build time)"),
     Setting("current_version", None, "version", "version",
             "this build's version (default: `[project] version`); `dev` never updates", True),
     Setting("dir", "update/", "folder", "folder",
@@ -72,8 +75,12 @@ SETTINGS: Tuple[Setting, ...] = (
             "install and restart at once), `manual` (your code calls `Updater`)"),
     Setting("enabled", True, "bool", "boolean", "false: the bootstrap does nothing"),
     Setting("exit_wait", 10, "seconds", "seconds",
-            "how long a short-lived app waits at exit for an unfinished download, or for other "
-            "running copies to end before it installs a staged update"),
+            "the most a short-lived app waits at exit: for a download still receiving bytes and "
+            "likely to finish in time (never for a check still connecting, nor a stalled one), or "
+            "for other running copies to end before it installs a staged update"),
+    Setting("immediate_wait", 5, "seconds", "seconds",
+            "`immediate` mode: the most the launch waits for the check and download before the app "
+            "starts as it is (the download then goes on in the background)"),
     Setting("public_keys", [], "keys", "keys", "Ed25519 keys that sign releases (see SECURITY.md)"),
     Setting("allow_http", None, "tristate", "boolean or unset",
             "plain HTTP to a non-loopback host: unset allows it only with `public_keys`, true "
@@ -116,7 +123,12 @@ class Limits:
                                           "long before it (the same burst of launches), not for older ones")
     orphan_staged_age: float = _limit(600.0, "seconds",
                                       "a staged binary without its sidecar is a leftover after this long")
-    retry_hours: float = _limit(1.0, "hours", "the longest wait after a failed check")
+    backoff_first: float = _limit(60.0, "seconds",
+                                  "the wait after a first failed check; it doubles with each failure "
+                                  "(with jitter), up to `check_time`")
+    stall: float = _limit(2.0, "seconds", "a download that received nothing for this long does not hold the exit")
+    exit_check: float = _limit(1.0, "seconds", "the most a check still waiting for its manifest holds the exit")
+    log_bytes: int = _limit(64 * 1024, "bytes", "the app's update log in its state folder (two halves, rotated)")
 
 
 #: The limits in force.
@@ -214,6 +226,7 @@ class Settings:
     bin_url: Optional[str] = None
     diff_url: Optional[str] = None
     cmd_name: Optional[str] = None
+    platform: Optional[str] = None
     current_version: Optional[str] = None
     dir: str = DEFAULTS["dir"]
     check_time: float = DEFAULTS["check_time"]
@@ -222,6 +235,7 @@ class Settings:
     mode: str = DEFAULTS["mode"]
     enabled: bool = DEFAULTS["enabled"]
     exit_wait: float = DEFAULTS["exit_wait"]
+    immediate_wait: float = DEFAULTS["immediate_wait"]
     public_keys: List[str] = field(default_factory=list)
     allow_http: Optional[bool] = DEFAULTS["allow_http"]
 

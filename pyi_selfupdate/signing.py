@@ -30,7 +30,8 @@ compact JSON (sorted keys, ASCII only) of::
      "size": int, "version": version}
 
 plus ``"kind": "folder"`` for a folder release (the manifest's ``Kind``), so a
-signed folder release cannot be passed off as a single file or the reverse.
+signed folder release cannot be passed off as a single file or the reverse,
+and ``"notes"`` for a release with notes (the manifest's ``Notes``).
 
 JSON with sorted keys has a single encoding for these value types, and the
 domain prefix keeps the signature from being valid for anything else.
@@ -54,7 +55,7 @@ from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Unio
 from . import _lazy
 from ._files import write_atomic
 from .errors import ConfigError, SignatureError
-from .protocol import FILE, KIND_KEY, Manifest
+from .protocol import FILE, KIND_KEY, NOTES_KEY, Manifest
 from .settings import LIMITS
 
 __all__ = [
@@ -209,6 +210,7 @@ def signed_message(
     serial: int,
     expires: Optional[str],
     kind: Optional[str] = None,
+    notes: Optional[str] = None,
 ) -> bytes:
     """The exact bytes a manifest signature covers (see the module docstring)."""
     body = {
@@ -222,6 +224,8 @@ def signed_message(
     }
     if kind is not None and kind != FILE:  # a single file signs as it always did
         body["kind"] = kind
+    if notes:  # so do releases without notes
+        body["notes"] = notes
     return DOMAIN + json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
@@ -326,7 +330,7 @@ def verify_manifest(
 
     msg = signed_message(
         cmd_name=m_cmd, platform=m_plat, version=manifest.version, sha256=manifest.sha256,
-        size=size, serial=serial, expires=exp_text, kind=extra.get(KIND_KEY),
+        size=size, serial=serial, expires=exp_text, kind=extra.get(KIND_KEY), notes=extra.get(NOTES_KEY),
     )
     signing = nacl_signing()
     from nacl.exceptions import BadSignatureError as _NaclBad

@@ -34,6 +34,7 @@ import hashlib
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence, Tuple, Union
@@ -41,16 +42,15 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Tuple, Union
 from . import _files, _instances, _schedule, _staging, signing as _signing
 from ._patch import check_sha256, gunzip_to, patch_stream
 from .archive import FolderArchive, Unpacker
-from .errors import ConfigError, PatchError, SelfUpdateError, SignatureError, VerificationError
+from .errors import ConfigError, InstallError, PatchError, SelfUpdateError, SignatureError, VerificationError
 from .fetch import (
     Budget,
     Requester,
     RequestsRequester,
+    Transfer,
     check_transport,
-    close_quietly,
-    open_stream,
+    download,
     read_all,
-    reader,
 )
 from .protocol import (
     DEV_VERSION,
@@ -72,7 +72,7 @@ from .settings import DEFAULTS, LIMITS, SettingError, check
 # imported once an install replaced the executable: import them now.
 import base64, bisect, ctypes, datetime, json, random, secrets, shutil  # noqa: E401,E402,F401,I001
 
-__all__ = ["Updater", "UpdateResult"]
+__all__ = ["Updater", "UpdateResult", "InstalledUpdate"]
 
 log = logging.getLogger("pyi_selfupdate")
 
@@ -89,7 +89,8 @@ class UpdateResult:
     - ``target``: the executable updated;
     - ``installed``: True if the target now holds ``to_version``; False if the
       verified binary was only staged beside it, to be installed at the next
-      launch (:meth:`Updater.install_staged`).
+      launch (:meth:`Updater.install_staged`);
+    - ``notes``: the release notes the manifest carries (``release --notes``), or ``""``.
     """
 
     from_version: str
@@ -98,6 +99,22 @@ class UpdateResult:
     bytes_fetched: int
     target: Path
     installed: bool
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class InstalledUpdate:
+    """The update installed before this launch of a frozen app (:func:`pyi_selfupdate.installed_update`).
+
+    ``when`` is the install time (seconds since the epoch), ``notes`` the release
+    notes, if the release has any.
+    """
+
+    from_version: str
+    to_version: str
+    when: float
+    method: str
+    notes: str = ""
 
 
 class Updater:
@@ -142,6 +159,9 @@ class Updater:
       ``"folder"`` (``target`` is an app folder, a onedir app or a macOS
       ``.app``, updated as a whole through its canonical archive,
       :mod:`pyi_selfupdate.archive`); a release of the other kind is refused;
+    - ``progress``: called as ``progress(done, total)`` after every block of
+      a download (``total`` None when the server does not say), for a
+      progress bar in a GUI app; it runs in the thread that downloads;
     - ``swap_guard``: called right before every swap (under the exclusive
       instance lock); a non-empty string it returns is a reason not to replace
       the target now (the frozen-app bootstrap: other processes still run the
@@ -173,6 +193,7 @@ class Updater:
         deadline: Optional[float] = LIMITS.deadline,
         swap_guard: Optional[Callable[[], Optional[str]]] = None,
         kind: str = FILE,
+        progress: Optional[Callable[[int, Optional[int]], None]] = None,
     ) -> None:
         self.current_version = validate_name(current_version, "current version")
         self.api_url = _setting("api_url", api_url)
@@ -220,21 +241,34 @@ class Updater:
         if swap_guard is not None and not callable(swap_guard):
             raise ConfigError("swap_guard must be a function returning a reason not to swap, or None")
         self.swap_guard = swap_guard
+        if progress is not None and not callable(progress):
+            raise ConfigError("progress must be a function taking (bytes done, bytes in all or None)")
+        #: what the current check-and-download is doing (read by the frozen app's exit)
+        self.transfer = Transfer(progress)
         #: what the last verified signed manifest promised (size, serial, expiry)
         self._signed: Optional[_signing.SignedInfo] = None
 
     # ----------------------------------------------------------- public API
 
     @property
+    def state_dir(self) -> Path:
+        """The app's own state folder: ``<target folder>/<dir><cmd_name>/`` (see :mod:`._schedule`)."""
+        return Path(_schedule.state_folder(self.target, self.dir, self.cmd_name))
+
+    @property
     def cktime_path(self) -> Path:
-        """Where the schedule is kept: ``<target folder>/<dir>cktime``."""
-        return _schedule.cktime_path(self.target, self.dir)
+        """Where the schedule is kept: ``<state_dir>/cktime``."""
+        return self.state_dir / "cktime"
 
     @property
     def serial_path(self) -> Path:
-        """Where the highest accepted serial is kept: ``<target folder>/<dir>serial``."""
-        cktime = self.cktime_path
-        return cktime.with_name(cktime.name[: -len("cktime")] + "serial")
+        """Where the highest accepted serial is kept: ``<state_dir>/serial``."""
+        return self.state_dir / "serial"
+
+    @property
+    def failures_path(self) -> Path:
+        """How many checks failed in a row: ``<state_dir>/failures``."""
+        return self.state_dir / "failures"
 
     def check_due(self) -> bool:
         """Whether :meth:`background_run` would check now (never for ``dev``)."""
@@ -242,7 +276,7 @@ class Updater:
             return False
         if self.force_check:
             return True
-        return _schedule.is_due(self.cktime_path)
+        return _schedule.is_due(_schedule.cktime_file(self.target, self.dir, self.cmd_name))
 
     def update_available(self) -> Optional[str]:
         """The version the server offers if it differs from the current one, else None.
@@ -251,7 +285,7 @@ class Updater:
         """
         if self.current_version == DEV_VERSION:
             return None
-        manifest = self._fetch_manifest(Budget(self.deadline))
+        manifest = self._fetch_manifest(Budget(self.deadline, self.transfer))
         return None if manifest.version == self.current_version else manifest.version
 
     def update(self) -> Optional[UpdateResult]:
@@ -325,7 +359,8 @@ class Updater:
         log.info("installed the staged update of %s: %s -> %s",
                  self.target, info.from_version, info.to_version)
         result = UpdateResult(info.from_version, info.to_version, info.method,
-                              info.bytes_fetched, self.target, True)
+                              info.bytes_fetched, self.target, True, info.notes)
+        self._record_install(result)
         self._notify(result)
         return result
 
@@ -335,19 +370,42 @@ class Updater:
         if self.current_version == DEV_VERSION:
             log.debug("version %r never updates", DEV_VERSION)
             return None
+        # Counted as failed until it succeeds: a check that never ends backs off too.
+        when = _schedule.schedule_attempt(self.cktime_path, self.failures_path, self.check_time)
         try:
+            self._prepare()
             result = self._run(install=install)
         except Exception as exc:
             log.warning("update of %s failed, the installed file is untouched: %s",
                         self.cmd_name, exc)
-            when = _schedule.schedule_retry(self.cktime_path, self.check_time)
             log.info("update check failed; next attempt after %s", _schedule.format_rfc3339(when))
+            _schedule.record_event(self.state_dir, f"check of {self.current_version} failed: {exc}; "
+                                                   f"next attempt after {_schedule.format_rfc3339(when)}")
             raise
-        _schedule.schedule_success(self.cktime_path, self.check_time, self.randomize_time)
+        finally:
+            self.transfer.begin("done")
+        if result is None:
+            _schedule.record_event(self.state_dir, f"checked: {self.current_version} is up to date")
+        elif not result.installed:
+            _schedule.record_event(self.state_dir, f"staged {result.to_version} via {result.method} "
+                                                   f"({result.bytes_fetched} bytes)")
+        _schedule.schedule_success(self.cktime_path, self.check_time, self.randomize_time,
+                                   failures_path=self.failures_path)
         return result
 
+    def _prepare(self) -> None:
+        """Before any request: the folder must be writable; clean what killed runs left there."""
+        folder = self.target.parent
+        if not os.access(folder, os.W_OK):
+            raise InstallError(
+                f"{folder} is not writable by this user, so {self.target.name} cannot be updated "
+                f"there; install the app per user (in a folder the user owns), or update it from "
+                f"an account that can write {folder}"
+            )
+        _staging.cleanup_leftovers(self.target)
+
     def _run(self, *, install: bool) -> Optional[UpdateResult]:
-        counter = Budget(self.deadline)
+        counter = Budget(self.deadline, self.transfer)
         manifest = self._fetch_manifest(counter)
         if manifest.version == self.current_version:
             log.info("%s %s is up to date", self.cmd_name, self.current_version)
@@ -379,13 +437,15 @@ class Updater:
                         installed = True
             if not installed:
                 _staging.promote_to_staged(new_path, self.target, _staging.StagedInfo(
-                    self.current_version, manifest.version, manifest.sha256, method, counter.n))
+                    self.current_version, manifest.version, manifest.sha256, method, counter.n,
+                    manifest.notes))
         except BaseException:
             _files.remove_quietly(new_path)
             raise
         result = UpdateResult(self.current_version, manifest.version, method, counter.n,
-                              self.target, installed)
+                              self.target, installed, manifest.notes)
         if installed:
+            self._record_install(result)
             log.info("updated %s: %s -> %s via %s (%d bytes fetched)", self.target,
                      result.from_version, result.to_version, method, counter.n)
             self._notify(result)
@@ -404,6 +464,14 @@ class Updater:
             return info
         return None
 
+    def _record_install(self, result: UpdateResult) -> None:
+        """For the app's next start (:func:`pyi_selfupdate.installed_update`) and its update log."""
+        _schedule.write_installed(self.state_dir, {
+            "from": result.from_version, "to": result.to_version, "when": time.time(),
+            "method": result.method, "notes": result.notes})
+        _schedule.record_event(self.state_dir, f"installed {result.from_version} -> "
+                                               f"{result.to_version} via {result.method}")
+
     def _notify(self, result: UpdateResult) -> None:
         if self.on_successful_update is None:
             return
@@ -417,6 +485,7 @@ class Updater:
     def _fetch_manifest(self, counter: Budget) -> Manifest:
         url = manifest_url(self.api_url, self.cmd_name, self.platform)
         log.info("checking for updates of %s %s at %s", self.cmd_name, self.current_version, url)
+        counter.transfer.begin("manifest")
         data = read_all(self.requester, url, LIMITS.manifest_bytes, counter)
         manifest = decode_manifest(data, source=url)
         validate_name(manifest.version, f"version in {url}")
@@ -435,7 +504,9 @@ class Updater:
     def _verify_signed(self, manifest: Manifest, url: str) -> _signing.SignedInfo:
         """Verify ``manifest`` against ``public_keys`` and the remembered serial; record it."""
         try:
-            state = _signing.read_serial_state(self.serial_path)
+            own = self.serial_path
+            legacy = Path(_schedule.legacy_file(self.target, self.dir, "serial"))
+            state = _signing.read_serial_state(own if own.exists() or not legacy.exists() else legacy)
             info = _signing.verify_manifest(
                 manifest, cmd_name=self.cmd_name, platform=self.platform,
                 public_keys=self.public_keys,
@@ -478,14 +549,35 @@ class Updater:
     def _via_patch(self, url: str, manifest: Manifest, counter: Budget) -> Path:
         """Apply the patch to the installed file (or folder's archive), streaming into a new one."""
         with self._current() as (size, read_old):
-            patch = read_all(self.requester, url, self._body_cap(
-                min(LIMITS.binary_bytes, size + LIMITS.patch_slack)), counter)
-            with _NewTarget(self.target, self.kind) as out:
-                patch_stream(read_old, size, patch, out.write, max_new_size=self._binary_cap(
-                    min(LIMITS.binary_bytes, 4 * size + LIMITS.patch_slack)))
-                del patch
-                check_sha256(out.digest(), manifest.sha256, f"the result of patch {url}")
-                return out.finish()
+            part = self._partial(url, manifest)
+            download(self.requester, url, part, self._body_cap(
+                min(LIMITS.binary_bytes, size + LIMITS.patch_slack)), counter, "patch")
+            counter.transfer.begin("local")
+            with self._finish_partial(part):
+                patch = part.read_bytes()
+                with _NewTarget(self.target, self.kind) as out:
+                    patch_stream(read_old, size, patch, out.write, max_new_size=self._binary_cap(
+                        min(LIMITS.binary_bytes, 4 * size + LIMITS.patch_slack)))
+                    del patch
+                    check_sha256(out.digest(), manifest.sha256, f"the result of patch {url}")
+                    return out.finish()
+
+    def _partial(self, url: str, manifest: Manifest) -> Path:
+        """Where the download of ``url`` for this release is kept until it is complete and used."""
+        key = hashlib.sha256(url.encode("utf-8") + manifest.sha256).hexdigest()[:24]
+        return self.state_dir / "partial" / key
+
+    @contextlib.contextmanager
+    def _finish_partial(self, part: Path) -> Iterator[None]:
+        """Remove a complete download once used, or once it proved wrong (the next run starts afresh)."""
+        try:
+            yield
+        finally:
+            for path in (part, part.with_name(part.name + ".json")):
+                try:
+                    path.unlink()
+                except OSError:
+                    pass
 
     @contextlib.contextmanager
     def _current(self) -> Iterator[Tuple[int, Callable[[int, int], bytes]]]:
@@ -508,17 +600,15 @@ class Updater:
     def _via_full(self, manifest: Manifest, counter: Budget) -> Path:
         url = full_url(self.bin_url, self.cmd_name, manifest.version, self.platform)
         log.info("downloading %s", url)
-        stream = open_stream(self.requester, url)
-        try:
+        part = self._partial(url, manifest)
+        download(self.requester, url, part, self._body_cap(LIMITS.binary_bytes), counter, "full")
+        counter.transfer.begin("local")
+        with self._finish_partial(part), open(part, "rb") as gz:
             with _NewTarget(self.target, self.kind) as out:
-                body_cap = counter.n + self._body_cap(LIMITS.binary_bytes)
-                _size, digest = gunzip_to(reader(stream, url, counter, cap=body_cap),
-                                          out.write, max_size=self._binary_cap(LIMITS.binary_bytes),
+                _size, digest = gunzip_to(gz.read, out.write, max_size=self._binary_cap(LIMITS.binary_bytes),
                                           source=url)
                 check_sha256(digest, manifest.sha256, url)
                 return out.finish()
-        finally:
-            close_quietly(stream)
 
 
 class _NewTarget:

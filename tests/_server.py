@@ -9,6 +9,7 @@ body sent chunk by chunk).
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import posixpath
 import selectors
@@ -69,6 +70,12 @@ class ReleaseServer:
     # on_sent(path, time.monotonic()) after the last byte of a complete 200 body was sent
     on_sent: Optional[Callable[[str, float], None]] = None
     sent: List[Tuple[str, float]] = field(default_factory=list)  # the same, as a log
+    # Range requests: answered with 206 like nginx (ETag from size and content; If-Range
+    # honoured) unless ignore_range, which answers the whole file as a server without
+    # range support does. ranges logs (path, first byte asked, status) of each.
+    ignore_range: bool = False
+    ranges: List[Tuple[str, int, int]] = field(default_factory=list)
+    bytes_sent: Dict[str, int] = field(default_factory=dict)  # body bytes sent per path
 
     def __post_init__(self) -> None:
         server = self
@@ -101,29 +108,51 @@ class ReleaseServer:
                 path = server.root / norm
                 if norm.startswith("..") or not path.is_file():
                     return self._answer(404, b"not found\n")
-                return self._answer(200, path.read_bytes(), fault)
+                data = path.read_bytes()
+                etag = '"%x-%s"' % (len(data), hashlib.sha256(data).hexdigest()[:16])
+                asked = self.headers.get("Range", "")
+                if asked.startswith("bytes=") and asked.endswith("-") and not server.ignore_range:
+                    first = int(asked[6:-1])
+                    if_range = self.headers.get("If-Range")
+                    if (if_range is None or if_range == etag) and first < len(data):
+                        server.ranges.append((self.path, first, 206))
+                        return self._answer(206, data[first:], fault, etag=etag,
+                                            extra=[("Content-Range", f"bytes {first}-{len(data) - 1}/{len(data)}")])
+                    server.ranges.append((self.path, first, 200))
+                elif asked:
+                    server.ranges.append((self.path, -1, 200))
+                return self._answer(200, data, fault, etag=etag)
 
-            def _answer(self, status: int, body: bytes, fault: Optional[Fault] = None) -> None:
+            def _answer(self, status: int, body: bytes, fault: Optional[Fault] = None,
+                        etag: Optional[str] = None, extra=()) -> None:
                 length = len(body)
                 if fault is not None and fault.content_length is not None:
                     length = fault.content_length
                 self.send_response(status)
                 self.send_header("Content-Length", str(length))
                 self.send_header("Content-Type", "application/octet-stream")
+                if etag is not None:
+                    self.send_header("ETag", etag)
+                    self.send_header("Accept-Ranges", "none" if server.ignore_range else "bytes")
+                for name, value in extra:
+                    self.send_header(name, value)
                 self.end_headers()
+                path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
+                server.bytes_sent[path] = server.bytes_sent.get(path, 0)  # counted as written below
                 try:
                     if fault is None:
                         self.wfile.write(body)
+                        server.bytes_sent[path] += len(body)
                     else:
-                        self._faulty_body(body, fault)
+                        self._faulty_body(body, fault, path)
                         if self.close_connection:
                             return None
-                    if status == 200:
+                    if status in (200, 206):
                         self._mark_sent()
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
 
-            def _faulty_body(self, body: bytes, fault: Fault) -> None:
+            def _faulty_body(self, body: bytes, fault: Fault, path: str = "") -> None:
                 if fault.stall:
                     self.wfile.flush()
                     server._wait(fault.stall)
@@ -146,10 +175,15 @@ class ReleaseServer:
                     for start in range(0, len(body), fault.chunk_size):
                         if fault.chunk_delay:
                             server._wait(fault.chunk_delay)
+                        if server._httpd.closing.is_set():
+                            self.close_connection = True
+                            return
                         self.wfile.write(body[start : start + fault.chunk_size])
                         self.wfile.flush()
+                        server.bytes_sent[path] = server.bytes_sent.get(path, 0) + len(body[start : start + fault.chunk_size])
                 else:
                     self.wfile.write(body)
+                    server.bytes_sent[path] = server.bytes_sent.get(path, 0) + len(body)
                 if self.close_connection:
                     self.wfile.flush()
 

@@ -188,6 +188,7 @@ def sign_fields(
     serial: int,
     expires: Union[None, str, _dt.datetime] = None,
     kind: str = FILE,
+    notes: Optional[str] = None,
 ) -> dict:
     """The extra manifest fields that sign one release with every key in ``private_keys``.
 
@@ -205,7 +206,7 @@ def sign_fields(
     exp = _normalize_expires(expires)
     msg = signed_message(
         cmd_name=cmd_name, platform=platform, version=version, sha256=bytes(sha256),
-        size=size, serial=serial, expires=exp, kind=kind,
+        size=size, serial=serial, expires=exp, kind=kind, notes=notes,
     )
     sigs: List[dict] = []
     seen = set()

@@ -57,7 +57,8 @@ def test_usual_launch_imports_no_client_and_no_heavy_module(tmp_path):
     exe = tmp_path / "app" / "textstat"
     exe.write_bytes(b"not really an executable")
     (tmp_path / "app" / "update").mkdir()
-    (tmp_path / "app" / "update" / "cktime").write_text("2099-01-01T00:00:00Z")  # no check due
+    (tmp_path / "app" / "update" / "textstat").mkdir()
+    (tmp_path / "app" / "update" / "textstat" / "cktime").write_text("2099-01-01T00:00:00Z")  # no check due
     code = f"""
 import json, sys
 sys.frozen = True

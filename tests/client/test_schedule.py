@@ -30,11 +30,59 @@ def test_dev_never_updates_and_makes_no_request(make_app, updater_for, server, p
     assert not updater.cktime_path.exists()
 
 
-def test_cktime_path_is_plain_concatenation(tmp_path, updater_for):
+def test_state_folder_is_per_app(tmp_path, updater_for):
     target = tmp_path / "myapp"
-    assert updater_for(target, "1.0").cktime_path == tmp_path / "update" / "cktime"
-    assert updater_for(target, "1.0", dir="").cktime_path == tmp_path / "cktime"
-    assert updater_for(target, "1.0", dir="my-").cktime_path == tmp_path / "my-cktime"
+    updater = updater_for(target, "1.0")
+    assert updater.state_dir == tmp_path / "update" / "myapp"  # <dir><cmd_name>, concatenated
+    assert updater.cktime_path == tmp_path / "update" / "myapp" / "cktime"
+    assert updater.serial_path == tmp_path / "update" / "myapp" / "serial"
+    assert updater_for(target, "1.0", dir="my-").cktime_path == tmp_path / "my-myapp" / "cktime"
+    assert updater_for(target, "1.0", dir="").cktime_path == tmp_path / ".myapp-update" / "cktime"
+    assert updater_for(target, "1.0", cmd_name="other").state_dir == tmp_path / "update" / "other"
+
+
+def test_two_apps_in_one_folder_keep_separate_schedules(make_app, updater_for, server, install_dir):
+    first = make_app("1.4+meta")
+    second = install_dir / "tool"
+    second.write_bytes(first.read_bytes())
+    server.root.joinpath("tool").symlink_to(server.root / "myapp")
+    assert updater_for(first, "1.4+meta", check_time=24).background_run() is None  # checks, schedules
+    tool = updater_for(second, "1.4+meta", cmd_name="tool", check_time=24)
+    assert tool.check_due()  # the first app's check does not stop this one's
+    assert tool.background_run() is None
+    assert server.log == ["/myapp/linux-amd64.json", "/tool/linux-amd64.json"]
+
+
+def test_go_selfupdates_shared_cktime_is_read_until_the_app_has_its_own(make_app, updater_for, server):
+    target = make_app("1.4+meta")
+    legacy = target.parent / "update" / "cktime"
+    _schedule.write_next_check(legacy, _now() + dt.timedelta(hours=5))
+    updater = updater_for(target, "1.4+meta", check_time=24)
+    assert not updater.check_due()  # the go-selfupdate schedule still holds
+    _schedule.write_next_check(legacy, _now() - dt.timedelta(minutes=1))
+    assert updater.background_run() is None and updater.cktime_path.is_file()
+    _schedule.write_next_check(legacy, _now() - dt.timedelta(hours=5))
+    assert not updater.check_due()  # its own schedule now; the shared file is left for others
+    assert legacy.is_file()
+
+
+def test_failures_back_off_exponentially_up_to_check_time(make_app, updater_for, server):
+    target = make_app("1.0")
+    server.faults["myapp/linux-amd64.json"] = Fault(status=500)
+    updater = updater_for(target, "1.0", check_time=0.5)  # 30 min between checks at most
+    waits = []
+    for _ in range(8):
+        before = _now()
+        with pytest.raises(FetchError):
+            updater.update()
+        waits.append((_schedule.read_next_check(updater.cktime_path) - before).total_seconds())
+        assert not updater.check_due()  # no second attempt at the next launch
+    assert _schedule.read_failures(updater.failures_path) == 8
+    assert 25 <= waits[0] <= 61 and 50 <= waits[1] <= 121  # 60 s, then 120 s, jittered down to half
+    assert all(w <= 1801 for w in waits) and waits[-1] >= 899  # capped at check_time (1800 s)
+    del server.faults["myapp/linux-amd64.json"]
+    assert updater.update().installed
+    assert not updater.failures_path.exists()
 
 
 def test_success_writes_next_check_in_go_format(make_app, updater_for, payload_of):
@@ -92,7 +140,7 @@ def test_cktime_folder_is_created(make_app, updater_for):
     target = make_app("1.0")
     updater = updater_for(target, "1.0", dir="deep/er/")
     updater.background_run()
-    assert (target.parent / "deep" / "er" / "cktime").is_file()
+    assert (target.parent / "deep" / "er" / "myapp" / "cktime").is_file()
 
 
 def test_failure_does_not_block_for_days(make_app, updater_for, server, payload_of):

@@ -34,6 +34,9 @@ from pyi_selfupdate import protocol
 from pyi_selfupdate.archive import FolderArchive
 from pyi_selfupdate.release import release
 
+#: kill -9 trials: real processes over many seconds, outside the fast tier
+pytestmark = pytest.mark.e2e
+
 def make_folder(root: Path, version: str) -> Path:
     """The app folder of ``version``: launcher, a 2 MB library, data, a link, an empty folder."""
     internal = root / "_internal"

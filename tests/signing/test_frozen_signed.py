@@ -104,7 +104,7 @@ def test_frozen_app_updates_through_a_signed_release(tmp_path, apps, served):
     assert any(p.endswith(current_platform()) for p in server.log)  # the patch was fetched
     _ok(run_app(exe, "--version"), f"{NAME} {V2}\n")
     assert exe.read_bytes() == apps[1].read_bytes()
-    state = json.loads((exe.parent / "update" / "serial").read_text())
+    state = json.loads((exe.parent / "update" / NAME / "serial").read_text())
     assert state == {"Serial": 2, "Version": V2}
 
 

@@ -132,7 +132,7 @@ def test_signed_release_installs_through_the_patch_and_remembers_the_serial(tree
     result = updater().update()
     assert result is not None and result.installed and result.method == "patch"
     assert tree.target.read_bytes() == _payload("2.0")
-    assert signing.read_serial_state(tree.app_dir / "update" / "serial") == signing.SerialState(2, "2.0")
+    assert signing.read_serial_state(tree.app_dir / "update" / CMD / "serial") == signing.SerialState(2, "2.0")
     doc = json.loads(tree.manifests["2.0"])
     assert doc["Serial"] == 2 and doc["Size"] == len(_payload("2.0"))
 
@@ -218,7 +218,7 @@ def test_rotation_release_signed_with_old_and_new_key_reaches_both_apps(tree, se
     tree.install("1.0")
     assert updater(public_keys=[new_key.public_key_text]).update().to_version == "3.0"
     tree.install("1.0")
-    (tree.app_dir / "update" / "serial").unlink()
+    (tree.app_dir / "update" / CMD / "serial").unlink()
     assert updater().update().to_version == "3.0"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict
 
 from ...errors import ManifestError, ReleaseError
-from ...protocol import FOLDER, KIND_KEY, Manifest
+from ...protocol import FOLDER, KIND_KEY, NOTES_KEY, Manifest
 from .._model import Artifact, ReleaseContext
 from ..hookspecs import hookimpl
 
@@ -17,6 +17,8 @@ def release_manifest(context: ReleaseContext, artifact: Artifact) -> Manifest:
     results = context.pm.hook.release_manifest_fields(context=context, artifact=artifact, manifest=base)
     # A folder release says so (Go clients ignore the field); a single file stays as Go writes it.
     extra: Dict[str, Any] = {KIND_KEY: FOLDER} if artifact.kind == FOLDER else {}
+    if context.options.get("notes"):  # release --notes FILE
+        extra[NOTES_KEY] = context.options["notes"]
     # pluggy returns results newest plugin first: merge oldest first.
     for fields in reversed(results):
         if not isinstance(fields, dict):

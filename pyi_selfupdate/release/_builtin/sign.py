@@ -128,6 +128,7 @@ def release_manifest_fields(context: ReleaseContext, artifact: Artifact, manifes
         serial=artifact.data["sign_serial"],
         expires=expires,
         kind=artifact.kind,
+        notes=context.options.get("notes") or None,
     )
     context.report(
         f"signed {artifact.cmd_name} {artifact.version} {artifact.platform}: serial {fields['Serial']}"
