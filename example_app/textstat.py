@@ -95,6 +95,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.set_defaults(func=_cmd_self_update)
 
     args = parser.parse_args(argv)
+    news = pyi_selfupdate.installed_update()  # None, except at the first start of a new version
+    if news is not None:
+        note = f": {news.notes}" if news.notes else ""
+        print(f"textstat: updated from {news.from_version} to {news.to_version}{note}", file=sys.stderr)
     try:
         return args.func(args)
     except OSError as exc:

@@ -371,10 +371,12 @@ def _stage(updater: "Updater") -> Any:
 
 def _quiet_exit() -> None:
     """Ctrl-C during one of the bootstrap's waits: end the process now, without a traceback."""
-    try:
-        sys.stderr.flush()
-    except Exception:
-        pass
+    for stream in (sys.stdout, sys.stderr):  # what the app wrote still reaches its reader
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            pass
     os._exit(130)
 
 
@@ -427,8 +429,8 @@ def _install_at_exit(updater: "Updater", exe: str, wait: float) -> None:
     launches ends together); one running since well before it (a long-lived
     instance) will not end soon, so a later launch installs instead.
     """
-    if _thread is not None and _thread.is_alive():
-        return  # still downloading (exit_wait ran out): the staged files may change
+    if _thread is not None and _thread.is_alive() and updater.transfer.phase not in ("idle", "manifest"):
+        return  # still downloading or staging (exit_wait ran out): the staged files may change
     target = updater.target
     deadline = time.monotonic() + max(0.0, wait)
     since = _instances.start_time(os.getpid())

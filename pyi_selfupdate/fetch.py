@@ -239,13 +239,14 @@ class Transfer:
 
     def __init__(self, progress: Optional[Callable[[int, Optional[int]], None]] = None) -> None:
         self.phase = "idle"
-        self.received = 0
+        self.received = self.first = 0
         self.total: Optional[int] = None
         self.started = self.last_byte = time.monotonic()
         self._progress = progress
 
     def begin(self, phase: str, received: int = 0, total: Optional[int] = None) -> None:
-        self.phase, self.received, self.total = phase, received, total
+        #: ``received`` counts the bytes a resumed download already had; ``first`` remembers them
+        self.phase, self.received, self.first, self.total = phase, received, received, total
         self.started = self.last_byte = time.monotonic()
 
     def add(self, n: int) -> None:
@@ -265,16 +266,19 @@ class Transfer:
         ``stall`` seconds: not) at a rate that completes it within ``seconds``.
         """
         now = time.monotonic()
-        if self.phase == "local":
+        if self.phase in ("local", "done"):
             return True
         if self.phase in ("idle", "manifest"):
             return now - self.started < check
         if self.phase not in ("patch", "full") or now - self.last_byte > stall:
             return False
+        got = self.received - self.first
+        if got <= 0:  # asked, no byte yet: as long as a check may wait for its answer
+            return now - self.started < check
         if self.total is None:
             return True
-        rate = self.received / max(now - self.started, 1e-3)
-        return rate > 0 and (self.total - self.received) / rate <= seconds
+        rate = got / max(now - self.started, 1e-3)
+        return (self.total - self.received) / rate <= seconds
 
 
 class Budget:
@@ -384,11 +388,15 @@ def download(requester: Any, url: str, part: Any, cap: int, budget: Budget, phas
         have = os.fstat(fd).st_size
         try:
             with open(meta, "rb") as fh:
-                validator = json.loads(fh.read(4096).decode("utf-8")).get("validator")
+                known = json.loads(fh.read(4096).decode("utf-8"))
+            validator, length = known.get("validator"), known.get("length")
         except (OSError, ValueError, AttributeError):
-            validator = None
+            validator = length = None
         if not validator:
             have = 0
+        elif have and have == length:  # complete already (the run that fetched it ended before using it)
+            budget.transfer.begin(phase, have, have)
+            return
         stream = open_stream(requester, url, have, validator)
         try:
             offset = getattr(stream, "offset", 0) or 0
@@ -399,7 +407,8 @@ def download(requester: Any, url: str, part: Any, cap: int, budget: Budget, phas
             os.lseek(fd, offset, os.SEEK_SET)
             new_validator = getattr(stream, "validator", None)
             if new_validator:
-                write_atomic(meta, json.dumps({"url": url, "validator": new_validator}).encode())
+                write_atomic(meta, json.dumps({"url": url, "validator": new_validator,
+                                               "length": getattr(stream, "length", None)}).encode())
             elif os.path.exists(meta):
                 os.unlink(meta)
             if offset:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import os
 import shutil
 import subprocess
@@ -174,14 +173,14 @@ def test_app_without_pyi_selfupdate_is_untouched(frozen, tmp_path):
     assert out.stdout.strip() == "hello"
 
 
-def test_release_check_refuses_a_wrong_version_or_cmd_name(cfg_app, caplog):
+def test_release_check_refuses_a_wrong_version_or_cmd_name(cfg_app):
     assert check_frozen_artifact(cfg_app, version="1.4", cmd_name="cfgapp")["current_version"] == "1.4"
     with pytest.raises(ReleaseError, match=r"built as version '1.4' but is being released as '1.5'.*rebuild"):
         check_frozen_artifact(cfg_app, version="1.5", cmd_name="cfgapp")
-    # Built without cmd_name: the app uses its file name; a different release name is only warned about.
-    with caplog.at_level(logging.WARNING, logger="pyi_selfupdate.release"):
+    # Built without cmd_name, the app gets its build name (fixed at build time, rename-proof):
+    # a release under another name would never reach it.
+    with pytest.raises(ReleaseError, match="built with cmd_name 'cfgapp' but is being released as 'othername'"):
         check_frozen_artifact(cfg_app, version="1.4", cmd_name="othername")
-    assert "built without cmd_name" in caplog.text
 
 
 def test_release_pipeline_refuses_a_wrong_version(cfg_app, tmp_path):

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
-import os
-from pathlib import Path
 
 import pytest
 

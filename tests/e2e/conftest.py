@@ -43,6 +43,8 @@ _VARIANTS = {
     "app_v2": dict(version=V2, core_version=V2),
     "app_dev": dict(version="dev"),
     "app_immediate": dict(extra_env={"PYI_SELFUPDATE_MODE": "immediate"}),
+    # as shipped: a check a day, at most 10 s at exit
+    "app_daily": dict(extra_env={"PYI_SELFUPDATE_CHECK_TIME": "24", "PYI_SELFUPDATE_EXIT_WAIT": "10"}),
 }
 
 
@@ -79,6 +81,12 @@ def app_dev(frozen, app_port, _builds_started) -> Path:
 def app_immediate(frozen, app_port, _builds_started) -> Path:
     """textstat 1.0 with ``mode = "immediate"``."""
     return _build(frozen, app_port, **_VARIANTS["app_immediate"])
+
+
+@pytest.fixture(scope="session")
+def app_daily(frozen, app_port, _builds_started) -> Path:
+    """textstat 1.0 with the shipped schedule: ``check_time = 24``, ``exit_wait = 10``."""
+    return _build(frozen, app_port, **_VARIANTS["app_daily"])
 
 
 @pytest.fixture(scope="session")
