@@ -29,11 +29,17 @@ Flow of :func:`run` (each step logs to the ``pyi_selfupdate`` logger, none raise
    a few ``stat`` calls, no Updater, no thread. By ``mode``: ``background``
    (default) checks and downloads in a daemon thread when the schedule says so
    (``requests`` is imported in that thread only), staging the verified binary for the next
-   launch; at exit the app waits up to ``exit_wait`` seconds for an unfinished
-   download. ``immediate`` checks now, on the main thread (a network round
-   trip at launch, by choice), and if an update exists installs it and
-   restarts at once. ``manual`` does nothing more: the app uses
+   launch; at exit the app waits, at most ``exit_wait`` seconds, only for a
+   download that is receiving bytes and should finish in time (never for a
+   check whose manifest has not come within ``LIMITS.exit_check``: a later
+   launch resumes or checks again, after the back-off). ``immediate`` checks
+   at launch, waiting at most ``immediate_wait`` seconds (then the app starts
+   and the check goes on in the background), and if an update exists installs
+   it and restarts at once. ``manual`` does nothing more: the app uses
    :func:`updater_from_config` and :func:`pyi_selfupdate.restart` itself.
+   ``PYI_SELFUPDATE_FORCE_CHECK=1`` in the environment forces a check.
+   Ctrl-C during any wait of the bootstrap ends the process at once (exit
+   status 130) without a traceback.
 
 Set ``PYI_SELFUPDATE_LOG=info`` (or ``debug``) in the environment to see these
 steps on stderr without touching the app's logging configuration.
