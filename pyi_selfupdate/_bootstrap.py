@@ -280,6 +280,12 @@ def _run() -> None:
     if not staged and not due:  # the common launch: a few stats, no Updater, no thread
         log.debug("nothing staged and no update check due (mode %s)", mode)
         return
+    folder = os.path.dirname(target)
+    if not os.access(folder, os.W_OK):  # an install the user cannot update: no Updater, no request
+        log.info("%s is not writable by this user, so %s cannot update itself there; install the "
+                 "app per user (in a folder the user owns), or update it from an account that can "
+                 "write %s", folder, os.path.basename(target), folder)
+        return
 
     # Asked again under the exclusive lock, right before a swap: a process
     # started meanwhile would read its modules from the replaced file.

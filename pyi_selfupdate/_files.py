@@ -44,6 +44,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
 import threading
 from typing import TYPE_CHECKING, Any, Dict, Optional, TypeVar, Union
 
@@ -331,14 +332,38 @@ class NewFolder(_Claimed):
         """What to do about a failed write into the folder."""
         return write_advice(exc, self.target)
 
+    #: True where :meth:`finish` makes every file written into the folder durable with one call
+    #: (Linux ``syncfs``): the writer need not fsync each file (thousands, in a large app).
+    syncs_all = sys.platform.startswith("linux")
+
     def finish(self) -> "Path":
-        """The filled folder's path (still a temporary name), claimed until swapped, staged or removed."""
+        """The filled folder's path (still a temporary name), claimed until swapped, staged or removed.
+
+        Everything written into it is on disk first: ``syncfs`` of its file system
+        on Linux (one call for thousands of files), else its own fsync (the
+        writer fsyncs each file).
+        """
         assert self._fd is not None, "folder already finished"
+        if self.syncs_all:
+            _syncfs(self._fd)
         fsync_dir(self.path)
         keep_claim(self.path, self._fd)
         self._fd = None
         return self.path
 
+
+
+def _syncfs(fd: int) -> None:
+    """Linux ``syncfs(fd)``: flush the file system holding ``fd``; ``os.sync()`` if it is missing."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.syncfs(fd) == 0:
+            return
+    except (AttributeError, OSError):
+        pass
+    os.sync()
 
 
 def write_advice(exc: OSError, target: "Path") -> str:

@@ -295,8 +295,10 @@ class Unpacker:
     """
 
     def __init__(self, dest: "str | os.PathLike[str]",
-                 advice: Optional[Callable[[OSError], str]] = None) -> None:
+                 advice: Optional[Callable[[OSError], str]] = None, fsync_each: bool = True) -> None:
         self.dest = os.fspath(dest)
+        #: fsync every file as it is closed (off when the caller syncs the file system once at the end)
+        self._fsync_each = fsync_each
         self._advice = advice or (lambda exc: "check the disk and retry")
         self._buf = bytearray()
         self._file: Optional[BinaryIO] = None
@@ -306,6 +308,7 @@ class Unpacker:
         self._pax_left = -1
         self._pax_data = bytearray()
         self._links: Set[str] = set()
+        self._made: Set[str] = {self.dest}
         self._ended = False
         self._zeros = 0
         try:
@@ -409,15 +412,15 @@ class Unpacker:
         full_path = os.path.join(self.dest, *path.split("/"))
         try:
             if typeflag == b"5":
-                os.makedirs(full_path, 0o755, exist_ok=True)
+                self._folder(full_path)
             elif typeflag == b"2":
                 if not _link_inside(path, target):
                     raise ArchiveError(f"archive link {path!r} -> {target!r} leaves the folder")
-                os.makedirs(os.path.dirname(full_path), 0o755, exist_ok=True)
+                self._folder(os.path.dirname(full_path))
                 os.symlink(target, full_path)
                 self._links.add(path)
             elif typeflag == b"0":
-                os.makedirs(os.path.dirname(full_path), 0o755, exist_ok=True)
+                self._folder(os.path.dirname(full_path))
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
                 fd = os.open(full_path, flags, 0o755 if mode & 0o111 else 0o644)
                 self._file = os.fdopen(fd, "wb")
@@ -429,6 +432,12 @@ class Unpacker:
                 raise ArchiveError(f"archive member {path!r} has an unsupported type {typeflag!r}")
         except OSError as exc:
             raise InstallError(f"cannot write {full_path} ({exc}); {self._advice(exc)}") from None
+
+    def _folder(self, path: str) -> None:
+        """Create the folder ``path`` (and its parents) unless this unpacker already did."""
+        if path not in self._made:
+            os.makedirs(path, 0o755, exist_ok=True)
+            self._made.add(path)
 
     def _parse_pax(self) -> None:
         data = bytes(self._pax_data)
@@ -456,7 +465,8 @@ class Unpacker:
         if self._file is not None:
             try:
                 self._file.flush()
-                os.fsync(self._file.fileno())  # complete on disk before the folder is switched in
+                if self._fsync_each:  # complete on disk before the folder is switched in
+                    os.fsync(self._file.fileno())
                 self._file.close()
             except OSError as exc:
                 self._file = None

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import io
 import time
-from typing import Any, BinaryIO, Callable, Optional, Protocol, Tuple
+from typing import Any, BinaryIO, Callable, Iterator, Optional, Protocol, Tuple
 
 from . import _lazy
 from .errors import ConfigError, FetchError, SelfUpdateError
@@ -339,20 +339,21 @@ def read_all(requester: Any, url: str, cap: int, budget: Budget) -> bytes:
     """The whole body at ``url``, at most ``cap`` bytes, within ``budget``."""
     stream = open_stream(requester, url)
     try:
-        chunks = []
-        size = 0
-        read = reader(stream, url, budget)
-        while True:
-            block = read(_CHUNK)
-            if not block:
-                break
-            size += len(block)
-            if size > cap:
-                raise FetchError(f"{url} is larger than the limit of {cap} bytes; refusing it")
-            chunks.append(block)
-        return b"".join(chunks)
+        return b"".join(_capped(reader(stream, url, budget), url, cap))
     finally:
         close_quietly(stream)
+
+
+def _capped(read: Callable[[int], bytes], url: str, cap: int, size: int = 0) -> Iterator[bytes]:
+    """The blocks ``read`` gives until the end, refusing the body past ``cap`` bytes (``size`` so far)."""
+    while True:
+        block = read(_CHUNK)
+        if not block:
+            return
+        size += len(block)
+        if size > cap:
+            raise FetchError(f"{url} is larger than the limit of {cap} bytes; refusing it")
+        yield block
 
 
 def download(requester: Any, url: str, part: Any, cap: int, budget: Budget, phase: str) -> None:
@@ -414,15 +415,7 @@ def download(requester: Any, url: str, part: Any, cap: int, budget: Budget, phas
             if offset:
                 log.info("resuming %s at byte %d", url, offset)
             budget.transfer.begin(phase, offset, getattr(stream, "length", None))
-            size = offset
-            read = reader(stream, url, budget)
-            while True:
-                block = read(_CHUNK)
-                if not block:
-                    break
-                size += len(block)
-                if size > cap:
-                    raise FetchError(f"{url} is larger than the limit of {cap} bytes; refusing it")
+            for block in _capped(reader(stream, url, budget), url, cap, offset):
                 view = memoryview(block)
                 while view:
                     view = view[os.write(fd, view):]

@@ -623,7 +623,8 @@ class _NewTarget:
         self._unpacker: Optional[Unpacker] = None
         if kind == FOLDER:
             self._out: Any = _files.NewFolder(target)
-            self._unpacker = Unpacker(self._out.path, self._out.advice)
+            self._unpacker = Unpacker(self._out.path, self._out.advice,
+                                      fsync_each=not _files.NewFolder.syncs_all)
         else:
             self._out = _files.NewFile(target)
 
