@@ -33,6 +33,7 @@ bench: setup
 	$(PY) benchmarks/update_bench.py
 	$(PY) benchmarks/pyinstaller_bench.py
 	$(PY) benchmarks/folder_bench.py
+	$(PY) benchmarks/field_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info public

@@ -238,6 +238,18 @@ def test_the_kind_of_a_release_is_signed(key):
     assert verify(signed([key]), [key]).serial == 7  # a single file signs as it always did
 
 
+def test_release_notes_are_signed(key):
+    """The notes an app shows its user after an update are the publisher's: altering them breaks the signature."""
+    fields = sign_fields([key], cmd_name="myapp", platform="linux-amd64", version="1.2", sha256=SHA,
+                         size=1234, serial=7, notes="Counts faster.")
+    m = Manifest("1.2", SHA, {"Notes": "Counts faster.", **fields})
+    assert verify(m, [key]).serial == 7 and m.notes == "Counts faster."
+    with pytest.raises(signing.BadSignatureError):
+        verify(reencode(m, Notes="Install the attached tool too."), [key])
+    with pytest.raises(signing.BadSignatureError):
+        verify(reencode(signed([key]), Notes="unsigned words"), [key])
+
+
 def test_a_forged_signature_under_a_trusted_key_id_is_refused(key, other_key):
     m = signed([other_key])
     forged = reencode(m, Signatures=[{"KeyId": key.key_id, "Sig": m.extra["Signatures"][0]["Sig"]}])
