@@ -58,7 +58,7 @@ from . import _instances, _schedule, _staging
 from ._lazy import log
 from ._restart import MAIN_MARKER, restart
 from .errors import ConfigError, SelfUpdateError
-from .settings import DEV_VERSION, FILE, FOLDER, LIMITS, Settings, load_embedded
+from .settings import DEFAULTS, DEV_VERSION, FILE, FOLDER, LIMITS, Settings, load_embedded
 
 if TYPE_CHECKING:  # imported when needed: most launches need no Updater at all
     from .updater import InstalledUpdate, Updater
@@ -157,7 +157,7 @@ def updater_from_config(**overrides: Any) -> "Updater":
         "api_url": settings.api_url,
         "bin_url": settings.bin_url or settings.api_url,
         "diff_url": settings.diff_url or settings.api_url,
-        "dir": settings.dir or Settings.dir,
+        "dir": settings.dir or DEFAULTS["dir"],
         "cmd_name": _cmd_name(settings, sys.executable),
         "platform": settings.platform,
         "force_check": bool(settings.force_check),
@@ -271,7 +271,7 @@ def _run() -> None:
 
     global _installed
     _installed = _schedule.take_installed(
-        _schedule.state_folder(target, settings.dir or Settings.dir, _cmd_name(settings, exe)),
+        _schedule.state_folder(target, settings.dir or DEFAULTS["dir"], _cmd_name(settings, exe)),
         str(settings.current_version))
     _staging.cleanup_leftovers(target)
     mode = settings.mode
@@ -310,7 +310,7 @@ def _check_due(settings: Settings, target: str) -> bool:
     """
     if settings.force_check or os.environ.get(FORCE_CHECK_ENV, "").strip().lower() in _TRUE:
         return True
-    return _schedule.is_due(_schedule.cktime_file(target, settings.dir or Settings.dir,
+    return _schedule.is_due(_schedule.cktime_file(target, settings.dir or DEFAULTS["dir"],
                                                   _cmd_name(settings, sys.executable)))
 
 

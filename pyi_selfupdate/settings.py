@@ -10,8 +10,9 @@ frozen form of one app's configuration; :data:`LIMITS` holds every bound the
 client enforces (sizes, waits, counts).
 
 The frozen app imports this module at every launch, before its own code: it
-imports nothing but the standard library's ``dataclasses``, ``marshal``, ``os``
-and ``sys`` (``json`` only for an app built without the marshal copy).
+imports nothing but ``marshal``, ``os`` and ``sys`` (``json`` only for an app
+built without the marshal copy), and its classes are plain slotted classes, not
+dataclasses, whose creation would cost every launch a few milliseconds.
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ from __future__ import annotations
 import marshal
 import os
 import sys
-from dataclasses import dataclass, field, fields
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 __all__ = [
-    "Setting", "SETTINGS", "DEFAULTS", "REQUIRED", "MODES", "DEV_VERSION", "FILE", "FOLDER", "KINDS", "defaults", "Settings", "Limits", "LIMITS",
+    "Setting", "SETTINGS", "DEFAULTS", "REQUIRED", "MODES", "LIMIT_ROWS", "DEV_VERSION", "FILE", "FOLDER", "KINDS", "defaults", "Settings", "Limits", "LIMITS",
     "check", "SettingError", "load_embedded",
     "EMBEDDED_DIR", "EMBEDDED_NAME", "EMBEDDED_MARSHAL_NAME", "MARSHAL_VERSION",
 ]
@@ -41,16 +41,45 @@ FOLDER = "folder"
 KINDS = (FILE, FOLDER)
 
 
-@dataclass(frozen=True)
-class Setting:
+class _Frozen:
+    """Read-only attributes, set once by ``__init__`` through :meth:`_set` (slotted: cheap to define)."""
+
+    __slots__ = ()
+
+    def _set(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only: make a new one")
+
+    def _items(self) -> Iterator[Tuple[str, Any]]:
+        return ((name, getattr(self, name)) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and tuple(self._items()) == tuple(other._items())  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(tuple((k, repr(v)) for k, v in self._items()))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self._items())})"
+
+
+class Setting(_Frozen):
     """One key: its name, default, kind (which fixes its validation), unit and meaning."""
 
+    __slots__ = ("name", "default", "kind", "unit", "doc", "required")
     name: str
     default: Any
     kind: str  #: url, name, version, folder, hours, seconds, bool, tristate, mode, keys
     unit: str
     doc: str
-    required: bool = False
+    required: bool
+
+    def __init__(self, name: str, default: Any, kind: str, unit: str, doc: str,
+                 required: bool = False) -> None:
+        for key, value in zip(self.__slots__, (name, default, kind, unit, doc, required)):
+            self._set(key, value)
 
 
 #: Every key, in the order the README's table lists them.
@@ -99,36 +128,54 @@ def defaults() -> Dict[str, Any]:
     return {k: (list(v) if isinstance(v, list) else v) for k, v in DEFAULTS.items()}
 
 
-def _limit(default: Any, unit: str, doc: str) -> Any:
-    return field(default=default, metadata={"unit": unit, "doc": doc})
+#: Every bound the client enforces: name, value, unit, meaning.
+LIMIT_ROWS: Tuple[Tuple[str, Any, str, str], ...] = (
+    ("manifest_bytes", 64 * 1024, "bytes", "the most bytes read from a manifest"),
+    ("binary_bytes", 1 << 30, "bytes", "the largest executable accepted (a decompressed `.gz`, a patch's result)"),
+    ("patch_slack", 64 << 20, "bytes", "allowance over the current file's size for a patch and its result"),
+    ("deadline", 900.0, "seconds", "how long one check-and-download may take in all (`Updater(deadline=)`)"),
+    ("connect_timeout", 10.0, "seconds", "to connect to the server"),
+    ("read_timeout", 30.0, "seconds", "the longest silence of the server while it answers"),
+    ("max_redirects", 30, "redirects", "followed within the configured server (never to another host)"),
+    ("max_signatures", 16, "entries", "signatures in one manifest (more is an attack, not a key rotation)"),
+    ("lock_wait", 60.0, "seconds", "a launch waits this long for another instance's install"),
+    ("burst", 5.0, "seconds", "a launch installing at exit waits for copies started at most this long before "
+                              "it (the same burst of launches), not for older ones"),
+    ("orphan_staged_age", 600.0, "seconds", "a staged binary without its sidecar is a leftover after this long"),
+    ("backoff_first", 60.0, "seconds", "the wait after a first failed check; it doubles with each failure "
+                                       "(with jitter), up to `check_time`"),
+    ("stall", 2.0, "seconds", "a download that received nothing for this long does not hold the exit"),
+    ("exit_check", 1.0, "seconds", "the most a check still waiting for its manifest holds the exit"),
+    ("log_bytes", 64 * 1024, "bytes", "the app's update log in its state folder (two halves, rotated)"),
+)
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Every bound the client enforces, in one place; each field's ``metadata`` gives its unit and meaning."""
+class Limits(_Frozen):
+    """Every bound the client enforces, in one place (:data:`LIMIT_ROWS` gives each one's unit and meaning)."""
 
-    manifest_bytes: int = _limit(64 * 1024, "bytes", "the most bytes read from a manifest")
-    binary_bytes: int = _limit(1 << 30, "bytes",
-                               "the largest executable accepted (a decompressed `.gz`, a patch's result)")
-    patch_slack: int = _limit(64 << 20, "bytes",
-                              "allowance over the current file's size for a patch and its result")
-    deadline: float = _limit(900.0, "seconds",
-                             "how long one check-and-download may take in all (`Updater(deadline=)`)")
-    connect_timeout: float = _limit(10.0, "seconds", "to connect to the server")
-    read_timeout: float = _limit(30.0, "seconds", "the longest silence of the server while it answers")
-    max_redirects: int = _limit(30, "redirects", "followed within the configured server (never to another host)")
-    max_signatures: int = _limit(16, "entries", "signatures in one manifest (more is an attack, not a key rotation)")
-    lock_wait: float = _limit(60.0, "seconds", "a launch waits this long for another instance's install")
-    burst: float = _limit(5.0, "seconds", "a launch installing at exit waits for copies started at most this "
-                                          "long before it (the same burst of launches), not for older ones")
-    orphan_staged_age: float = _limit(600.0, "seconds",
-                                      "a staged binary without its sidecar is a leftover after this long")
-    backoff_first: float = _limit(60.0, "seconds",
-                                  "the wait after a first failed check; it doubles with each failure "
-                                  "(with jitter), up to `check_time`")
-    stall: float = _limit(2.0, "seconds", "a download that received nothing for this long does not hold the exit")
-    exit_check: float = _limit(1.0, "seconds", "the most a check still waiting for its manifest holds the exit")
-    log_bytes: int = _limit(64 * 1024, "bytes", "the app's update log in its state folder (two halves, rotated)")
+    __slots__ = tuple(row[0] for row in LIMIT_ROWS)
+    manifest_bytes: int
+    binary_bytes: int
+    patch_slack: int
+    deadline: float
+    connect_timeout: float
+    read_timeout: float
+    max_redirects: int
+    max_signatures: int
+    lock_wait: float
+    burst: float
+    orphan_staged_age: float
+    backoff_first: float
+    stall: float
+    exit_check: float
+    log_bytes: int
+
+    def __init__(self, **values: Any) -> None:
+        unknown = set(values) - set(self.__slots__)
+        if unknown:
+            raise TypeError(f"unknown limits: {', '.join(sorted(unknown))}")
+        for name, default, _unit, _doc in LIMIT_ROWS:
+            self._set(name, values.get(name, default))
 
 
 #: The limits in force.
@@ -213,31 +260,39 @@ def check(name: str, value: Any) -> Any:
     raise AssertionError(f"unknown kind {kind!r}")  # pragma: no cover - the table above
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(_Frozen):
     """The self-update configuration of one app: every key of :data:`SETTINGS`.
 
-    ``Settings(**values)`` takes the values as they are (the embedded
-    configuration was validated by the build); :meth:`checked` validates each
-    one with :func:`check` first. :meth:`as_dict` gives the embedded form.
+    ``Settings(**values)`` takes the values as they are, the others get their
+    defaults (the embedded configuration was validated by the build);
+    :meth:`checked` validates each one with :func:`check` first. :meth:`as_dict`
+    gives the embedded form.
     """
 
-    api_url: Optional[str] = None
-    bin_url: Optional[str] = None
-    diff_url: Optional[str] = None
-    cmd_name: Optional[str] = None
-    platform: Optional[str] = None
-    current_version: Optional[str] = None
-    dir: str = DEFAULTS["dir"]
-    check_time: float = DEFAULTS["check_time"]
-    randomize_time: float = DEFAULTS["randomize_time"]
-    force_check: bool = DEFAULTS["force_check"]
-    mode: str = DEFAULTS["mode"]
-    enabled: bool = DEFAULTS["enabled"]
-    exit_wait: float = DEFAULTS["exit_wait"]
-    immediate_wait: float = DEFAULTS["immediate_wait"]
-    public_keys: List[str] = field(default_factory=list)
-    allow_http: Optional[bool] = DEFAULTS["allow_http"]
+    __slots__ = tuple(s.name for s in SETTINGS)
+    api_url: Optional[str]
+    bin_url: Optional[str]
+    diff_url: Optional[str]
+    cmd_name: Optional[str]
+    platform: Optional[str]
+    current_version: Optional[str]
+    dir: str
+    check_time: float
+    randomize_time: float
+    force_check: bool
+    mode: str
+    enabled: bool
+    exit_wait: float
+    immediate_wait: float
+    public_keys: List[str]
+    allow_http: Optional[bool]
+
+    def __init__(self, **values: Any) -> None:
+        unknown = set(values) - set(self.__slots__)
+        if unknown:
+            raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+        for name, default in defaults().items():
+            self._set(name, values.get(name, default))
 
     @classmethod
     def checked(cls, **values: Any) -> "Settings":
@@ -251,11 +306,9 @@ class Settings:
 
     def as_dict(self) -> Dict[str, Any]:
         """Every key and value (lists copied), the form embedded in the app."""
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), list) else v)
-                for f in fields(self)}
+        return {k: (list(v) if isinstance(v, list) else v) for k, v in self._items()}
 
 
-assert tuple(f.name for f in fields(Settings)) == tuple(_BY_NAME), "Settings and SETTINGS differ"
 
 
 # --------------------------------------------------------------- embedded copy

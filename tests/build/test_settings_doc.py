@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import fields
 from pathlib import Path
 
-from pyi_selfupdate.settings import DEFAULTS, LIMITS, SETTINGS, Settings
+import pytest
+
+from pyi_selfupdate.settings import DEFAULTS, LIMIT_ROWS, LIMITS, SETTINGS, Settings
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 
@@ -19,13 +20,17 @@ def test_every_setting_has_its_row_in_the_readme():
 
 
 def test_every_limit_has_its_row_in_the_readme():
-    for f in fields(LIMITS):
-        row = f"| `{f.name}` | `{getattr(LIMITS, f.name)!r}` | {f.metadata['unit']} | {f.metadata['doc']} |"
+    for name, value, unit, doc in LIMIT_ROWS:
+        assert getattr(LIMITS, name) == value
+        row = f"| `{name}` | `{value!r}` | {unit} | {doc} |"
         assert row in README, f"README.md lacks (or misstates) the row: {row}"
 
 
 def test_settings_object_and_table_agree():
-    assert [f.name for f in fields(Settings)] == [s.name for s in SETTINGS]
+    assert list(Settings.__slots__) == [s.name for s in SETTINGS]
     plain = Settings()
     for s in SETTINGS:
         assert getattr(plain, s.name) == s.default == DEFAULTS[s.name]
+    with pytest.raises(AttributeError, match="read-only"):
+        plain.mode = "manual"
+    assert Settings(mode="manual") != plain and Settings(mode="manual") == Settings(mode="manual")
