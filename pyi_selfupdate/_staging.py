@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, List, NamedTuple, Optional
 
 from . import _files, _lazy
 from ._files import PathLike, beside, remove_quietly
@@ -44,9 +43,9 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class StagedInfo:
-    """What a staged update's sidecar says."""
+class StagedInfo(NamedTuple):
+    """What a staged update's sidecar says (a named tuple: this module loads at every launch,
+    and a dataclass would bring the dataclasses module with it)."""
 
     from_version: str
     to_version: str
