@@ -110,7 +110,8 @@ def test_embedded_bytes_are_the_deterministic_json(cfg_app):
 
 def test_app_ships_the_client_not_the_release_side(cfg_app):
     names = set(_archive_names(cfg_app))
-    assert {"pyi_selfupdate", "pyi_selfupdate._config", "pyi_selfupdate.protocol", "requests", "bsdiff4"} <= names
+    assert {"pyi_selfupdate", "pyi_selfupdate.settings", "pyi_selfupdate.protocol", "pyi_selfupdate.archive",
+            "requests", "bsdiff4"} <= names
     assert "pyi_rth_pyi_selfupdate" in names
     leaked = sorted(
         n for n in names
