@@ -27,7 +27,7 @@ refuses the exchange) the old folder is renamed aside and the new one into
 place, the old one renamed back if that fails: for that instant the app's path
 is absent, never half-written. Either way the parent folder must be writable.
 
-Windows (written with care, NOT tested): a running executable can be renamed
+Windows (tested under Wine, ``tests/windows``): a running executable can be renamed
 but not deleted or overwritten, so the swap renames the target to
 ``.<name>.old``, renames the new file into place (renaming ``.old`` back if that
 fails), then tries to delete ``.old``; when it cannot (the old program still
@@ -69,7 +69,7 @@ else:
 __all__ = [
     "PathLike", "path", "split", "beside", "new_path", "fsync_dir", "content_sha256",
     "NewFile", "NewFolder", "write_advice", "swap", "exchange", "keep_claim", "release_claim", "remove_quietly",
-    "is_abandoned",
+    "is_abandoned", "stamp", "check_writable",
     "write_atomic", "fcntl",
 ]
 
@@ -341,6 +341,33 @@ class NewFolder(_Claimed):
 
 
 
+def check_writable(target: PathLike) -> None:
+    """Raise :class:`InstallError` naming the fix if no update can be written beside ``target``.
+
+    Asked before anything is downloaded: an app installed for all users in a
+    folder its users cannot write (``C:\\Program Files\\...``, ``/Applications``,
+    ``/opt``) can never install an update, so it must not fetch one.
+    """
+    folder, name = split(target)
+    probe = os.path.join(folder, f".{name}.new.{secrets.token_hex(6)}")
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:  # pragma: no cover - the app vanished: the swap says so
+            return
+        raise InstallError(
+            f"cannot install updates of {target}: its folder {folder} is not writable by the user "
+            f"running the app ({exc.strerror or exc}). Install the app per user instead (Windows: "
+            "under %LOCALAPPDATA%\\Programs, not C:\\Program Files; macOS: ~/Applications; "
+            "Linux: ~/.local), or make the folder writable by its users; nothing was downloaded"
+        ) from None
+    os.close(fd)
+    try:
+        os.unlink(probe)
+    except OSError:  # pragma: no cover - a later launch's cleanup removes it
+        pass
+
+
 def write_advice(exc: OSError, target: "Path") -> str:
     """What the user can do about a failed write beside ``target``."""
     if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
@@ -397,7 +424,7 @@ def swap(new: PathLike, target: PathLike) -> None:
     """Put the finished file ``new`` (same folder) in place of ``target``.
 
     POSIX: ``os.replace`` then ``fsync`` of the folder; the target path always
-    names a complete file. Windows (untested): rename target to ``.<name>.old``,
+    names a complete file. Windows: rename target to ``.<name>.old``,
     rename ``new`` into place, roll back on failure, delete ``.old`` or leave
     it (hidden) for a later cleanup. On failure ``new`` is deleted and
     :class:`InstallError` raised; the target is unchanged.
@@ -427,7 +454,32 @@ def swap(new: PathLike, target: PathLike) -> None:
             "folder writable by the user running the app"
         ) from None
     release_claim(new)
+    stamp(target)
     fsync_dir(folder)
+
+
+def stamp(target: PathLike) -> None:
+    """Set the modification time of the installed ``target`` (its executables) to now.
+
+    The install stamp: where no ``/proc/self/exe`` tells a process that its
+    executable was replaced since it started (Windows, macOS), the file's time
+    does (:func:`pyi_selfupdate._instances.replaced_since_start`). For a folder,
+    the files at its top and in ``Contents/MacOS`` (an ``.app``). Best effort.
+    """
+    target = os.fspath(target)
+    files = [target]
+    if os.path.isdir(target):
+        files = []
+        for folder in (target, os.path.join(target, "Contents", "MacOS")):
+            try:
+                files += [e.path for e in os.scandir(folder) if e.is_file(follow_symlinks=False)]
+            except OSError:
+                pass
+    for file in files:
+        try:
+            os.utime(file)
+        except OSError:  # pragma: no cover
+            pass
 
 
 def exchange(a: PathLike, b: PathLike) -> bool:
@@ -487,6 +539,7 @@ def _swap_folder(new: "Path", target: "Path") -> None:
             "replaced as a whole, inside its parent folder)"
         ) from None
     release_claim(new)
+    stamp(target)
     fsync_dir(target.parent)
     if not remove_quietly(aside):  # pragma: no cover - a later launch's cleanup removes it
         log.info("cannot remove the old version %s yet; a later launch removes it", aside)
@@ -513,6 +566,7 @@ def _swap_windows(new: "Path", target: "Path") -> None:  # pragma: no cover - Wi
             ) from None
         remove_quietly(new)
         raise InstallError(f"cannot put the new version in place ({exc}); the old version is kept") from None
+    stamp(target)
     if not remove_quietly(old):
         try:
             ctypes.windll.kernel32.SetFileAttributesW(str(old), 0x2)  # hidden

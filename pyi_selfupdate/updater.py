@@ -347,6 +347,7 @@ class Updater:
         return result
 
     def _run(self, *, install: bool) -> Optional[UpdateResult]:
+        _files.check_writable(self.target)  # before any download: it could never be installed
         counter = Budget(self.deadline)
         manifest = self._fetch_manifest(counter)
         if manifest.version == self.current_version:
