@@ -69,7 +69,7 @@ else:
 __all__ = [
     "PathLike", "path", "split", "beside", "new_path", "fsync_dir", "content_sha256",
     "NewFile", "NewFolder", "write_advice", "swap", "exchange", "keep_claim", "release_claim", "remove_quietly",
-    "is_abandoned", "stamp", "check_writable",
+    "is_abandoned", "stamp", "check_writable", "FolderInUseError",
     "write_atomic", "fcntl",
 ]
 
@@ -187,6 +187,17 @@ def remove_quietly(file: PathLike) -> bool:
 def is_abandoned(file: PathLike) -> bool:
     """True if no live process holds ``file`` (its writer's or claimer's ``flock`` is gone)."""
     if fcntl is None:  # pragma: no cover - Windows: an open file cannot be deleted anyway
+        # but a folder being filled or claimed can (no flock, and a folder cannot be opened):
+        # it is a leftover only once untouched for a long time (claim_staged touches it).
+        if os.path.isdir(file):
+            import time
+
+            from .settings import LIMITS
+
+            try:
+                return time.time() - os.stat(file).st_mtime > LIMITS.orphan_staged_age
+            except OSError:
+                return False
         return True
     try:
         fd = os.open(os.fspath(file), os.O_RDONLY)
@@ -204,6 +215,10 @@ def is_abandoned(file: PathLike) -> bool:
 # --------------------------------------------------------------- new files
 
 
+#: The descriptor of a :class:`NewFolder` where folders cannot be opened (Windows).
+_NO_FD = -1
+
+
 class _Claimed:
     """A new ``.<name>.new.<token>`` file or folder beside the target, ``flock``-ed while it is filled.
 
@@ -214,7 +229,7 @@ class _Claimed:
     _fd: Optional[int]
 
     def _claim(self) -> None:
-        if fcntl is not None and self._fd is not None:
+        if fcntl is not None and self._fd is not None and self._fd != _NO_FD:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:  # pragma: no cover - a fresh entry: nobody else has it
@@ -222,7 +237,7 @@ class _Claimed:
 
     def discard(self) -> None:
         """Close (if open) and remove it, a folder with everything in it; never raises."""
-        if self._fd is not None:
+        if self._fd is not None and self._fd != _NO_FD:
             try:
                 os.close(self._fd)
             except OSError:
@@ -320,7 +335,10 @@ class NewFolder(_Claimed):
         self.path = new_path(target)
         try:
             os.mkdir(self.path, 0o755)
-            self._fd: Optional[int] = os.open(str(self.path), os.O_RDONLY)
+            # Windows cannot open a folder (EACCES), nor flock: nothing to claim there, and a
+            # folder with an open file in it cannot be removed by a cleanup anyway.
+            self._fd: Optional[int] = (os.open(str(self.path), os.O_RDONLY) if fcntl is not None
+                                       else _NO_FD)
         except OSError as exc:
             raise InstallError(
                 f"cannot create {self.path} ({exc}); {write_advice(exc, self.target)}"
@@ -335,7 +353,8 @@ class NewFolder(_Claimed):
         """The filled folder's path (still a temporary name), claimed until swapped, staged or removed."""
         assert self._fd is not None, "folder already finished"
         fsync_dir(self.path)
-        keep_claim(self.path, self._fd)
+        if self._fd != _NO_FD:
+            keep_claim(self.path, self._fd)
         self._fd = None
         return self.path
 
@@ -512,6 +531,13 @@ def exchange(a: PathLike, b: PathLike) -> bool:
     raise OSError(err, os.strerror(err), os.fsdecode(b))
 
 
+class FolderInUseError(InstallError):
+    """Windows: the app folder cannot be renamed while a program runs from it (this one).
+
+    The claimed new folder is left in place for the caller to stage again.
+    """
+
+
 def _swap_folder(new: "Path", target: "Path") -> None:
     """Put the finished folder ``new`` in place of the folder ``target``; remove the old one."""
     aside = new_path(target)
@@ -530,6 +556,19 @@ def _swap_folder(new: "Path", target: "Path") -> None:
         raise InstallError(
             f"the new version {new} vanished before it could replace {target} (another process "
             "removed it); the old version is kept and the update is fetched again at the next check"
+        ) from None
+    except PermissionError as exc:
+        if os.name == "nt":  # pragma: no cover - Windows: a folder in use (the parent is writable:
+            # Updater checks that before any download)
+            raise FolderInUseError(
+                f"cannot switch {target} to the new version while a program runs from it "
+                f"({exc}); Windows does not rename a folder in use"
+            ) from None
+        remove_quietly(new)
+        raise InstallError(
+            f"cannot switch {target} to the new version ({exc}); the old version is kept. "
+            f"Make {target.parent} writable by the user running the app (a folder app is "
+            "replaced as a whole, inside its parent folder)"
         ) from None
     except OSError as exc:
         remove_quietly(new)

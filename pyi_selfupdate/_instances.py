@@ -77,13 +77,22 @@ elif OS == MACOS:  # pragma: no cover - macOS only
 _ignored: Set[int] = set()
 
 
+def parent_pid() -> int:
+    """This process's parent. Windows: from a Toolhelp snapshot, not ``os.getppid()``, which
+    calls ``PssCaptureSnapshot``: Wine 8 aborts the process there."""
+    if OS == WINDOWS:  # pragma: no cover - Windows only
+        parent = _oswin.parent_pid(os.getpid())
+        return parent if parent is not None else -1
+    return os.getppid()
+
+
 def ignore(pids: Iterable[int]) -> None:
     """Never count ``pids`` as other running copies (this launch's own, waiting for it)."""
     _ignored.update(pids)
 
 __all__ = [
     "InstanceLock", "instance_lock", "other_processes", "others_running",
-    "format_pids", "start_time", "replaced_since_start", "claim_install", "select", "ignore",
+    "format_pids", "start_time", "replaced_since_start", "claim_install", "select", "ignore", "parent_pid",
     "parse_proc_stat_start", "OS", "LINUX", "MACOS", "WINDOWS", "OTHER",
 ]
 
@@ -277,7 +286,7 @@ def other_processes(target: str) -> List[int]:
     process, its parent (the onefile bootloader, or whatever started it) and the
     processes this launch restarted from (:func:`ignore`) are not counted.
     """
-    mine = {os.getpid(), os.getppid()} | _ignored
+    mine = {os.getpid(), parent_pid()} | _ignored
     try:
         if OS == LINUX:
             return _linux_pids_running(target, mine)
@@ -378,8 +387,7 @@ def replaced_since_start(target: str) -> bool:
     except OSError:  # pragma: no cover
         return False
     started = [start_time(os.getpid())]  # pragma: no cover
-    parent = os.getppid()  # pragma: no cover
-    if parent in _parents_running(target):  # pragma: no cover
+    for parent in _parents_running(target):  # pragma: no cover
         started.append(start_time(parent))
     known = [t for t in started if t is not None]  # pragma: no cover
     return bool(known) and stamp > min(known)  # pragma: no cover
@@ -387,7 +395,7 @@ def replaced_since_start(target: str) -> bool:
 
 def _parents_running(target: str) -> List[int]:  # pragma: no cover - Windows and macOS
     """This process's parent if it runs ``target`` too (the onefile bootloader), else []."""
-    parent = os.getppid()
+    parent = parent_pid()
     if OS == WINDOWS:
         image = _oswin.image_path(parent)
         return [parent] if image is not None and _oswin.same_file_name(image, target) else []

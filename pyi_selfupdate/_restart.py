@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Dict, List, NoReturn, Optional, Sequence
 
+from ._instances import parent_pid
 from ._lazy import log
 from .errors import InstallError
 
@@ -145,7 +146,7 @@ def restart(argv: Optional[Sequence[str]] = None) -> NoReturn:
     """
     cmd = restart_command(argv)
     env = restart_environ()
-    env[RESTART_MARKER] = f"{os.getpid()},{os.getppid()}"
+    env[RESTART_MARKER] = f"{os.getpid()},{parent_pid()}"
     log.info("restarting: %s", " ".join(cmd))
     _flush()
     try:
