@@ -124,6 +124,14 @@ def test_onefile_1_0_becomes_1_1_through_the_gz(wine, win_builds, tree, serve, i
     assert exe.read_bytes() == win_builds["v2"].read_bytes()
 
 
+def _older_than_a_burst(started: float) -> None:
+    """Wait until a copy started at ``started`` is older than LIMITS.burst: a launch then
+    knows it will not end soon, and does not wait at its exit for it (exit_wait is 60 s)."""
+    from pyi_selfupdate.settings import LIMITS
+
+    time.sleep(max(0.0, started + LIMITS.burst + 1 - time.monotonic()))
+
+
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 90) -> None:
     """Wait until ``path`` exists, written by the running ``proc``; its output if it never does."""
     deadline = time.monotonic() + timeout
@@ -168,9 +176,11 @@ def test_a_long_running_copy_keeps_running_through_the_update(wine, win_builds, 
     exe = installed(win_builds["v1"])
     # The long-running copy starts first (a launch finding an update staged and no other
     # copy would install it at once): it downloads and stages the update itself.
+    started = time.monotonic()
     long = wine.popen([wine.win(exe), "top", "-n", "2"], cwd=exe.parent, env=app_env(),
                       stdin=subprocess.PIPE)
     _wait_for(exe.parent / f".{exe.name}.staged.json", long)
+    _older_than_a_burst(started)
     results = wine.harness("launch", "10", wine.win(exe), "--version", env=app_env())
     for r in results:
         assert r["rc"] == 0 and not crashed(r["err"]) and r["out"].strip() == f"{NAME} {V1}", r
@@ -219,8 +229,10 @@ def test_onedir_update_stays_staged_while_windows_refuses_to_rename_the_folder(
     server = serve(tree("folder"))
     exe = installed(win_builds["dir_v1"])
     folder = exe.parent
+    started = time.monotonic()
     long = wine.popen([wine.win(exe), "top", "-n", "2"], cwd=folder, env=app_env(), stdin=subprocess.PIPE)
     _wait_for(folder.parent / f".{NAME}.staged.json", long)  # the running copy staged the update
+    _older_than_a_burst(started)
     assert server.log == [MANIFEST, PATCH]
     mid = run(wine, exe, "--version")  # another copy runs: no install attempted
     ok(mid, f"{NAME} {V1}\n")
