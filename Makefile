@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo demo-onedir test test-fast bench setup clean
+.PHONY: demo demo-onedir test test-fast test-windows bench setup clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +24,16 @@ demo-onedir: setup
 test: setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-# Everything but the slow tiers (marker e2e: frozen-app builds and kill -9 trials).
+# Everything but the slow tiers (marker e2e: frozen-app builds and kill -9 trials;
+# the Windows tier is e2e too).
 test-fast: setup
 	$(VENV)/bin/pytest -m "not e2e" $(PYTEST_ARGS)
+
+# The Windows tier alone (part of make test): Wine, the embedded CPython and the
+# Windows wheels set up by tests/windows/setup_wine.sh (as root: apt-get install
+# wine), example_app built for windows-amd64 under Wine, run as Windows processes.
+test-windows: setup
+	$(VENV)/bin/pytest -m windows tests/windows $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) benchmarks/release_bench.py

@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from . import _instances, _schedule, _staging
 from ._lazy import log
-from ._restart import MAIN_MARKER, restart
+from ._restart import MAIN_MARKER, restart, restarted_from
 from .errors import ConfigError, SelfUpdateError
 from .settings import DEFAULTS, DEV_VERSION, FILE, FOLDER, LIMITS, Settings, load_embedded
 
@@ -82,6 +82,8 @@ _thread: Optional[threading.Thread] = None
 _config: Optional[Dict[str, Any]] = None
 _install_claim: Optional[int] = None
 _installed: Optional[Dict[str, Any]] = None
+#: This launch already restarted once (the pids it restarted from): it never restarts again.
+_restarted: Optional[List[int]] = None
 
 
 def embedded_config() -> Optional[Dict[str, Any]]:
@@ -265,9 +267,16 @@ def _run() -> None:
         return
     os.environ[MAIN_MARKER] = me
 
+    global _restarted
+    _restarted = restarted_from()
+    if _restarted is not None:
+        _instances.ignore(_restarted)  # this launch's own processes, waiting for this one
     if _instances.replaced_since_start(exe):
-        log.info("%s was updated by another instance since this launch; restarting", target)
-        _restart_after_install()
+        if _restarted is None:
+            log.info("%s was updated by another instance since this launch; restarting", target)
+            _restart_after_install()
+        log.warning("%s looks replaced again since this launch restarted; going on (a launch "
+                    "restarts at most once)", target)
 
     global _installed
     _installed = _schedule.take_installed(
@@ -400,7 +409,7 @@ def _install_or_defer(updater: "Updater", exe: str, exit_wait: float, done: str)
     all takes the install on, at its exit.
     """
     others = _instances.other_processes(exe)
-    if not others:
+    if not others and _restarted is None:  # a restarted launch never restarts again
         result = updater.install_staged()
         if result is not None and result.installed:
             log.info("%s %s -> %s; restarting", done, result.from_version, result.to_version)

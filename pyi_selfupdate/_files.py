@@ -27,7 +27,7 @@ refuses the exchange) the old folder is renamed aside and the new one into
 place, the old one renamed back if that fails: for that instant the app's path
 is absent, never half-written. Either way the parent folder must be writable.
 
-Windows (written with care, NOT tested): a running executable can be renamed
+Windows (tested under Wine, ``tests/windows``): a running executable can be renamed
 but not deleted or overwritten, so the swap renames the target to
 ``.<name>.old``, renames the new file into place (renaming ``.old`` back if that
 fails), then tries to delete ``.old``; when it cannot (the old program still
@@ -70,7 +70,7 @@ else:
 __all__ = [
     "PathLike", "path", "split", "beside", "new_path", "fsync_dir", "content_sha256",
     "NewFile", "NewFolder", "write_advice", "swap", "exchange", "keep_claim", "release_claim", "remove_quietly",
-    "is_abandoned",
+    "is_abandoned", "stamp", "check_writable", "FolderInUseError",
     "write_atomic", "fcntl",
 ]
 
@@ -188,6 +188,17 @@ def remove_quietly(file: PathLike) -> bool:
 def is_abandoned(file: PathLike) -> bool:
     """True if no live process holds ``file`` (its writer's or claimer's ``flock`` is gone)."""
     if fcntl is None:  # pragma: no cover - Windows: an open file cannot be deleted anyway
+        # but a folder being filled or claimed can (no flock, and a folder cannot be opened):
+        # it is a leftover only once untouched for a long time (claim_staged touches it).
+        if os.path.isdir(file):
+            import time
+
+            from .settings import LIMITS
+
+            try:
+                return time.time() - os.stat(file).st_mtime > LIMITS.orphan_staged_age
+            except OSError:
+                return False
         return True
     try:
         fd = os.open(os.fspath(file), os.O_RDONLY)
@@ -205,6 +216,10 @@ def is_abandoned(file: PathLike) -> bool:
 # --------------------------------------------------------------- new files
 
 
+#: The descriptor of a :class:`NewFolder` where folders cannot be opened (Windows).
+_NO_FD = -1
+
+
 class _Claimed:
     """A new ``.<name>.new.<token>`` file or folder beside the target, ``flock``-ed while it is filled.
 
@@ -215,7 +230,7 @@ class _Claimed:
     _fd: Optional[int]
 
     def _claim(self) -> None:
-        if fcntl is not None and self._fd is not None:
+        if fcntl is not None and self._fd is not None and self._fd != _NO_FD:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:  # pragma: no cover - a fresh entry: nobody else has it
@@ -223,7 +238,7 @@ class _Claimed:
 
     def discard(self) -> None:
         """Close (if open) and remove it, a folder with everything in it; never raises."""
-        if self._fd is not None:
+        if self._fd is not None and self._fd != _NO_FD:
             try:
                 os.close(self._fd)
             except OSError:
@@ -321,7 +336,10 @@ class NewFolder(_Claimed):
         self.path = new_path(target)
         try:
             os.mkdir(self.path, 0o755)
-            self._fd: Optional[int] = os.open(str(self.path), os.O_RDONLY)
+            # Windows cannot open a folder (EACCES), nor flock: nothing to claim there, and a
+            # folder with an open file in it cannot be removed by a cleanup anyway.
+            self._fd: Optional[int] = (os.open(str(self.path), os.O_RDONLY) if fcntl is not None
+                                       else _NO_FD)
         except OSError as exc:
             raise InstallError(
                 f"cannot create {self.path} ({exc}); {write_advice(exc, self.target)}"
@@ -347,7 +365,8 @@ class NewFolder(_Claimed):
         if self.syncs_all:
             _syncfs(self._fd)
         fsync_dir(self.path)
-        keep_claim(self.path, self._fd)
+        if self._fd != _NO_FD:
+            keep_claim(self.path, self._fd)
         self._fd = None
         return self.path
 
@@ -364,6 +383,33 @@ def _syncfs(fd: int) -> None:
     except (AttributeError, OSError):
         pass
     os.sync()
+
+
+def check_writable(target: PathLike) -> None:
+    """Raise :class:`InstallError` naming the fix if no update can be written beside ``target``.
+
+    Asked before anything is downloaded: an app installed for all users in a
+    folder its users cannot write (``C:\\Program Files\\...``, ``/Applications``,
+    ``/opt``) can never install an update, so it must not fetch one.
+    """
+    folder, name = split(target)
+    probe = os.path.join(folder, f".{name}.new.{secrets.token_hex(6)}")
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:  # pragma: no cover - the app vanished: the swap says so
+            return
+        raise InstallError(
+            f"cannot install updates of {target}: its folder {folder} is not writable by the user "
+            f"running the app ({exc.strerror or exc}). Install the app per user instead (Windows: "
+            "under %LOCALAPPDATA%\\Programs, not C:\\Program Files; macOS: ~/Applications; "
+            "Linux: ~/.local), or make the folder writable by its users; nothing was downloaded"
+        ) from None
+    os.close(fd)
+    try:
+        os.unlink(probe)
+    except OSError:  # pragma: no cover - a later launch's cleanup removes it
+        pass
 
 
 def write_advice(exc: OSError, target: "Path") -> str:
@@ -422,7 +468,7 @@ def swap(new: PathLike, target: PathLike) -> None:
     """Put the finished file ``new`` (same folder) in place of ``target``.
 
     POSIX: ``os.replace`` then ``fsync`` of the folder; the target path always
-    names a complete file. Windows (untested): rename target to ``.<name>.old``,
+    names a complete file. Windows: rename target to ``.<name>.old``,
     rename ``new`` into place, roll back on failure, delete ``.old`` or leave
     it (hidden) for a later cleanup. On failure ``new`` is deleted and
     :class:`InstallError` raised; the target is unchanged.
@@ -452,7 +498,32 @@ def swap(new: PathLike, target: PathLike) -> None:
             "folder writable by the user running the app"
         ) from None
     release_claim(new)
+    stamp(target)
     fsync_dir(folder)
+
+
+def stamp(target: PathLike) -> None:
+    """Set the modification time of the installed ``target`` (its executables) to now.
+
+    The install stamp: where no ``/proc/self/exe`` tells a process that its
+    executable was replaced since it started (Windows, macOS), the file's time
+    does (:func:`pyi_selfupdate._instances.replaced_since_start`). For a folder,
+    the files at its top and in ``Contents/MacOS`` (an ``.app``). Best effort.
+    """
+    target = os.fspath(target)
+    files = [target]
+    if os.path.isdir(target):
+        files = []
+        for folder in (target, os.path.join(target, "Contents", "MacOS")):
+            try:
+                files += [e.path for e in os.scandir(folder) if e.is_file(follow_symlinks=False)]
+            except OSError:
+                pass
+    for file in files:
+        try:
+            os.utime(file)
+        except OSError:  # pragma: no cover
+            pass
 
 
 def exchange(a: PathLike, b: PathLike) -> bool:
@@ -485,6 +556,13 @@ def exchange(a: PathLike, b: PathLike) -> bool:
     raise OSError(err, os.strerror(err), os.fsdecode(b))
 
 
+class FolderInUseError(InstallError):
+    """Windows: the app folder cannot be renamed while a program runs from it (this one).
+
+    The claimed new folder is left in place for the caller to stage again.
+    """
+
+
 def _swap_folder(new: "Path", target: "Path") -> None:
     """Put the finished folder ``new`` in place of the folder ``target``; remove the old one."""
     aside = new_path(target)
@@ -504,6 +582,19 @@ def _swap_folder(new: "Path", target: "Path") -> None:
             f"the new version {new} vanished before it could replace {target} (another process "
             "removed it); the old version is kept and the update is fetched again at the next check"
         ) from None
+    except PermissionError as exc:
+        if os.name == "nt":  # pragma: no cover - Windows: a folder in use (the parent is writable:
+            # Updater checks that before any download)
+            raise FolderInUseError(
+                f"cannot switch {target} to the new version while a program runs from it "
+                f"({exc}); Windows does not rename a folder in use"
+            ) from None
+        remove_quietly(new)
+        raise InstallError(
+            f"cannot switch {target} to the new version ({exc}); the old version is kept. "
+            f"Make {target.parent} writable by the user running the app (a folder app is "
+            "replaced as a whole, inside its parent folder)"
+        ) from None
     except OSError as exc:
         remove_quietly(new)
         raise InstallError(
@@ -512,6 +603,7 @@ def _swap_folder(new: "Path", target: "Path") -> None:
             "replaced as a whole, inside its parent folder)"
         ) from None
     release_claim(new)
+    stamp(target)
     fsync_dir(target.parent)
     if not remove_quietly(aside):  # pragma: no cover - a later launch's cleanup removes it
         log.info("cannot remove the old version %s yet; a later launch removes it", aside)
@@ -538,6 +630,7 @@ def _swap_windows(new: "Path", target: "Path") -> None:  # pragma: no cover - Wi
             ) from None
         remove_quietly(new)
         raise InstallError(f"cannot put the new version in place ({exc}); the old version is kept") from None
+    stamp(target)
     if not remove_quietly(old):
         try:
             ctypes.windll.kernel32.SetFileAttributesW(str(old), 0x2)  # hidden

@@ -15,9 +15,23 @@ other copy runs, which three mechanisms tell:
   update staged while others run, the one holding the staged sidecar's
   ``flock`` installs, at its exit.
 
-POSIX: ``fcntl`` record locks and ``flock``; the process scan reads Linux's
-``/proc`` (elsewhere it finds nothing). Windows (NOT tested): ``msvcrt.locking``
-on one byte, exclusive only, so :meth:`InstanceLock.hold_shared` holds nothing.
+Each concern has one implementation per OS, picked once by :func:`select`:
+
+=========  ==========================  ====================================  ==========================
+OS         lock                        processes running a file              start time, replaced check
+=========  ==========================  ====================================  ==========================
+Linux      ``fcntl.lockf`` (record)    ``/proc/<pid>/exe`` (dev, inode)      ``/proc``; ``/proc/self/exe``
+macOS      ``fcntl.lockf`` (record)    libproc ``proc_listallpids`` and      ``proc_pidinfo``; the
+           (NOT tested)                ``proc_pidpath`` (:mod:`._osmac`)     install stamp (below)
+Windows    ``LockFileEx`` on bytes of  Toolhelp snapshot and                 ``GetProcessTimes``; the
+           the lock file (:mod:`._oswin`)  ``QueryFullProcessImageNameW``    install stamp (below)
+other      ``fcntl.lockf``             none found                            none
+=========  ==========================  ====================================  ==========================
+
+The install stamp: every swap sets the new executable's modification time to
+the moment of the swap (:func:`pyi_selfupdate._files.stamp`), so a process
+created before it (or whose onefile bootloader was) knows its file was replaced
+since, where no ``/proc/self/exe`` can tell.
 """
 
 from __future__ import annotations
@@ -25,22 +39,61 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import sys
 import threading
 import time
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterable, Iterator, List, Optional, Set
 
 from . import _files
 from ._files import PathLike, beside
 from ._lazy import log
 from .errors import InstallError
 
-if os.name == "nt":  # pragma: no cover - Windows only
-    import msvcrt
 fcntl = _files.fcntl
+
+LINUX, MACOS, WINDOWS, OTHER = "linux", "macos", "windows", "other"
+
+
+def select(platform: str = sys.platform) -> str:
+    """Which implementation of the lock, the process scan and the start time serves ``platform``."""
+    if platform.startswith("linux"):
+        return LINUX
+    if platform == "darwin":
+        return MACOS
+    if platform in ("win32", "cygwin"):
+        return WINDOWS
+    return OTHER
+
+
+#: The implementation this process uses.
+OS = select()
+if OS == WINDOWS:  # pragma: no cover - Windows only (tested under Wine: tests/windows)
+    from . import _oswin
+elif OS == MACOS:  # pragma: no cover - macOS only
+    from . import _osmac
+
+#: Processes never counted as other copies: the processes of this launch that
+#: restarted into this one (:func:`pyi_selfupdate._restart.restarted_from`).
+_ignored: Set[int] = set()
+
+
+def parent_pid() -> int:
+    """This process's parent. Windows: from a Toolhelp snapshot, not ``os.getppid()``, which
+    calls ``PssCaptureSnapshot``: Wine 8 aborts the process there."""
+    if OS == WINDOWS:  # pragma: no cover - Windows only
+        parent = _oswin.parent_pid(os.getpid())
+        return parent if parent is not None else -1
+    return os.getppid()
+
+
+def ignore(pids: Iterable[int]) -> None:
+    """Never count ``pids`` as other running copies (this launch's own, waiting for it)."""
+    _ignored.update(pids)
 
 __all__ = [
     "InstanceLock", "instance_lock", "other_processes", "others_running",
-    "format_pids", "start_time", "replaced_since_start", "claim_install",
+    "format_pids", "start_time", "replaced_since_start", "claim_install", "select", "ignore", "parent_pid",
+    "parse_proc_stat_start", "OS", "LINUX", "MACOS", "WINDOWS", "OTHER",
 ]
 
 
@@ -62,10 +115,9 @@ class InstanceLock:
     process; never open the lock file yourself. Locks are not inherited by
     forked children and are released on exec and at exit (also on kill -9).
 
-    Windows (NOT tested): ``msvcrt.locking`` on the first byte, exclusive only:
-    :meth:`hold_shared` holds nothing there, so :meth:`exclusive` cannot see
-    other running instances; the Windows swap renames the running file aside
-    instead of deleting it.
+    Windows: ``LockFileEx`` shared/exclusive on byte ``_oswin.RUN`` of the lock
+    file, upgrades serialized by byte ``_oswin.GATE`` (Windows cannot convert a
+    lock in place); released when the process ends, also when it is terminated.
     """
 
     def __init__(self, path: PathLike) -> None:
@@ -106,21 +158,44 @@ class InstanceLock:
                     return False
                 raise InstallError(f"cannot lock {self.path} ({exc})") from None
             return True
-        # Windows: one byte, exclusive only.  # pragma: no cover
-        if kind == "sh":
-            return True
-        os.lseek(fd, 0, os.SEEK_SET)
-        if kind == "un":
-            try:
-                msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-            except OSError:
-                pass
-            return True
+        return self._lock_windows(fd, kind, blocking)  # pragma: no cover - Windows only
+
+    def _lock_windows(self, fd: int, kind: str, blocking: bool) -> bool:  # pragma: no cover
+        """``LockFileEx``: ``_oswin.RUN`` shared by every copy, exclusive for an install.
+
+        Windows cannot convert a shared lock: an upgrade drops it and retakes
+        it, under ``_oswin.GATE`` so that two upgraders never both see the
+        other's shared lock gone.
+        """
+        run, gate = _oswin.RUN, _oswin.GATE
         try:
-            msvcrt.locking(fd, msvcrt.LK_LOCK if blocking else msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
+            if kind == "sh":
+                if self._exclusive:  # back from exclusive to shared
+                    if not _oswin.lock_byte(fd, gate, True, True):
+                        return False
+                    try:
+                        _oswin.unlock_byte(fd, run)
+                        return _oswin.lock_byte(fd, run, False, True)
+                    finally:
+                        _oswin.unlock_byte(fd, gate)
+                return _oswin.lock_byte(fd, run, False, blocking)
+            if kind == "un":
+                _oswin.unlock_byte(fd, run)
+                return True
+            if not _oswin.lock_byte(fd, gate, True, blocking):
+                return False
+            try:
+                if self._shared:
+                    _oswin.unlock_byte(fd, run)
+                if _oswin.lock_byte(fd, run, True, blocking):
+                    return True
+                if self._shared:  # immediate: only gate holders take RUN exclusively
+                    _oswin.lock_byte(fd, run, False, True)
+                return False
+            finally:
+                _oswin.unlock_byte(fd, gate)
+        except OSError as exc:
+            raise InstallError(f"cannot lock {self.path} ({exc})") from None
 
     def hold_shared(self, timeout: float = 10.0) -> bool:
         """Hold the shared lock (idempotent); False if it cannot be had within ``timeout`` s.
@@ -178,11 +253,11 @@ class InstanceLock:
                 yield acquired
             finally:
                 if acquired:
-                    self._exclusive = False
                     if was_shared:
                         self._lock("sh", blocking=True)
                     else:
                         self._lock("un", blocking=True)
+                    self._exclusive = False
 
 
 _locks: Dict[str, InstanceLock] = {}
@@ -204,18 +279,32 @@ def instance_lock(target: PathLike) -> InstanceLock:
 
 
 def other_processes(target: str) -> List[int]:
-    """Pids of other processes running the file ``target`` now (Linux ``/proc``; [] elsewhere).
+    """Pids of other processes running the file ``target`` now ([] where the OS has no scan).
 
     The instance lock only covers processes that reached the bootstrap; one that
     is still starting already reads its modules from ``target`` by path. This
-    process and its onefile bootloader parent are not counted.
+    process, its parent (the onefile bootloader, or whatever started it) and the
+    processes this launch restarted from (:func:`ignore`) are not counted.
     """
+    mine = {os.getpid(), parent_pid()} | _ignored
+    try:
+        if OS == LINUX:
+            return _linux_pids_running(target, mine)
+        if OS == WINDOWS:  # pragma: no cover - Windows only
+            return _oswin.pids_running(target, mine)
+        if OS == MACOS:  # pragma: no cover - macOS only
+            return _osmac.pids_running(target, mine)
+    except OSError as exc:  # pragma: no cover - a scan that fails finds nobody; say so
+        log.info("cannot list the processes running %s (%s)", target, exc)
+    return []
+
+
+def _linux_pids_running(target: str, mine: Set[int]) -> List[int]:
     try:
         st = os.stat(target)
         entries = os.listdir("/proc")
     except OSError:
         return []
-    mine = {os.getpid(), os.getppid()}
     found = []
     for entry in entries:
         if not entry.isdigit() or int(entry) in mine:
@@ -244,28 +333,75 @@ def others_running(target: str) -> Optional[str]:
 
 
 def start_time(pid: int) -> Optional[float]:
-    """When process ``pid`` started, in seconds since boot (Linux ``/proc``), or None."""
+    """When process ``pid`` started, in seconds (comparable between processes), or None.
+
+    Linux: since boot (``/proc/<pid>/stat``); Windows and macOS: since the epoch.
+    """
+    if OS == LINUX:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                return parse_proc_stat_start(fh.read(), os.sysconf("SC_CLK_TCK"))
+        except (OSError, ValueError):
+            return None
     try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            fields = fh.read().rpartition(b")")[2].split()
-        return int(fields[19]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
+        if OS == WINDOWS:  # pragma: no cover - Windows only
+            return _oswin.start_time(pid)
+        if OS == MACOS:  # pragma: no cover - macOS only
+            return _osmac.start_time(pid)
+    except OSError:  # pragma: no cover
+        return None
+    return None
+
+
+def parse_proc_stat_start(raw: bytes, ticks_per_second: int) -> Optional[float]:
+    """The start time (s since boot) in the contents of a Linux ``/proc/<pid>/stat``."""
+    fields = raw.rpartition(b")")[2].split()
+    try:
+        return int(fields[19]) / ticks_per_second
+    except (IndexError, ValueError):
         return None
 
 
 def replaced_since_start(target: str) -> bool:
-    """True if ``target`` is no longer the file this process was started from (Linux only).
+    """True if ``target`` is no longer the file this process was started from.
 
     Another instance may have installed an update between this process's start
     and its taking the shared lock: it then runs an old image while every new
-    import would read the new file.
+    import would read the new file. Linux: ``/proc/self/exe`` against the file.
+    Elsewhere: the file's install stamp (its modification time, set at the swap)
+    is later than the creation of this process, or of its parent when the parent
+    runs the same file (a onefile bootloader, which unpacked this process's
+    libraries from the old file).
     """
-    try:
-        running = os.stat("/proc/self/exe")
-        on_disk = os.stat(target)
-    except OSError:
+    if OS == LINUX:
+        try:
+            running = os.stat("/proc/self/exe")
+            on_disk = os.stat(target)
+        except OSError:
+            return False
+        return (running.st_dev, running.st_ino) != (on_disk.st_dev, on_disk.st_ino)
+    if OS == OTHER:
         return False
-    return (running.st_dev, running.st_ino) != (on_disk.st_dev, on_disk.st_ino)
+    try:  # pragma: no cover - Windows (tested under Wine) and macOS
+        stamp = os.stat(target).st_mtime
+    except OSError:  # pragma: no cover
+        return False
+    started = [start_time(os.getpid())]  # pragma: no cover
+    for parent in _parents_running(target):  # pragma: no cover
+        started.append(start_time(parent))
+    known = [t for t in started if t is not None]  # pragma: no cover
+    return bool(known) and stamp > min(known)  # pragma: no cover
+
+
+def _parents_running(target: str) -> List[int]:  # pragma: no cover - Windows and macOS
+    """This process's parent if it runs ``target`` too (the onefile bootloader), else []."""
+    parent = parent_pid()
+    if OS == WINDOWS:
+        image = _oswin.image_path(parent)
+        return [parent] if image is not None and _oswin.same_file_name(image, target) else []
+    if OS == MACOS:
+        return [parent] if parent in _osmac.pids_running(target, set(), pids=[parent]) else []
+    return []
 
 
 # ------------------------------------------------------------ install claim
@@ -277,8 +413,8 @@ def claim_install(sidecar: str) -> Optional[int]:
     Kept open for the life of the process by its caller; None if another
     process holds it, or nothing is staged.
     """
-    if fcntl is None:  # pragma: no cover - Windows: no flock; the instance lock decides
-        return -1
+    if OS == WINDOWS:  # pragma: no cover - Windows only
+        return _claim_install_windows(sidecar)
     try:
         fd = os.open(sidecar, os.O_RDONLY)
     except OSError:
@@ -289,3 +425,26 @@ def claim_install(sidecar: str) -> Optional[int]:
         os.close(fd)
         return None
     return fd
+
+
+def _claim_install_windows(sidecar: str) -> Optional[int]:  # pragma: no cover - Windows only
+    """The install claim on Windows: byte ``_oswin.CLAIM`` of the instance lock file.
+
+    Not a lock on the sidecar itself: an open sidecar could not be deleted
+    when the install is done. Held until this process ends.
+    """
+    if not os.path.exists(sidecar):
+        return None
+    suffix = ".staged.json"
+    lock_path = (sidecar[: -len(suffix)] if sidecar.endswith(suffix) else sidecar) + ".lock"
+    with _locks_mutex:
+        lock = _locks.get(os.path.normcase(lock_path))
+    if lock is None:
+        lock = InstanceLock(lock_path)
+        with _locks_mutex:
+            lock = _locks.setdefault(os.path.normcase(lock_path), lock)
+    try:
+        fd = lock._open()
+        return fd if _oswin.lock_byte(fd, _oswin.CLAIM, True, False) else None
+    except (OSError, InstallError):
+        return None

@@ -12,13 +12,21 @@ import os
 import sys
 from typing import Dict, List, NoReturn, Optional, Sequence
 
+from ._instances import parent_pid
 from ._lazy import log
 from .errors import InstallError
 
 if os.name == "nt":  # pragma: no cover - Windows only
     import subprocess  # imported now: nothing may be imported after a swap
 
-__all__ = ["restart", "restart_command", "restart_environ", "MAIN_MARKER"]
+__all__ = ["restart", "restart_command", "restart_environ", "restarted_from", "exit_status",
+           "MAIN_MARKER", "RESTART_MARKER"]
+
+#: Environment variable :func:`restart` sets in the new process: the pids of the
+#: process that restarted and of its parent. The new process is then a restart
+#: of this launch: it never restarts again (a launch restarts at most once), and
+#: those processes, waiting for it, are not other copies of the app.
+RESTART_MARKER = "PYI_SELFUPDATE_RESTARTED"
 
 #: Environment variable the runtime bootstrap sets to the pid of the app's main
 #: process; a process that inherits it with another pid is a worker/child.
@@ -53,6 +61,40 @@ def restart_environ(environ: Optional[Dict[str, str]] = None) -> Dict[str, str]:
             else:
                 env.pop(name, None)
     return env
+
+
+def restarted_from(environ: Optional[Dict[str, str]] = None) -> Optional[List[int]]:
+    """The pids :func:`restart` left in ``environ`` (default ``os.environ``), removed from it.
+
+    None when this process is no restart. Removed so that the app's own children
+    (another launch it starts) are not taken for restarts.
+    """
+    env = os.environ if environ is None else environ
+    value = env.pop(RESTART_MARKER, None)
+    if value is None:
+        return None
+    pids = []
+    for part in value.split(","):
+        try:
+            pids.append(int(part))
+        except ValueError:
+            pass
+    return pids
+
+
+def exit_status(code: int) -> int:
+    """The argument of ``os._exit`` that ends this process with the child's status ``code``.
+
+    Windows exit codes are 32-bit unsigned (``sys.exit(-1)`` is 4294967295,
+    Ctrl+C 0xC000013A) and ``subprocess`` reports them so, but ``os._exit``
+    takes a C ``int``: the same 32 bits, as a signed value. POSIX statuses
+    (0-255) pass through; a negative ``subprocess`` code (killed by signal N)
+    becomes 128 + N, as a shell reports it.
+    """
+    if os.name != "nt" and code < 0:
+        return 128 + (-code & 0x7F)
+    code &= 0xFFFFFFFF
+    return code - (1 << 32) if code >= (1 << 31) else code
 
 
 def restart_command(argv: Optional[Sequence[str]] = None) -> List[str]:
@@ -93,8 +135,10 @@ def restart(argv: Optional[Sequence[str]] = None) -> NoReturn:
     Call it at once after an update was installed: the new version then runs
     with the same arguments (or ``argv``, the arguments after the program name),
     the same standard streams and, on POSIX, the same pid. On POSIX this is an
-    ``os.execve``; on Windows (not covered by the test suite) the new process is
-    spawned, waited for, and its exit code becomes this process's exit code.
+    ``os.execve``; on Windows the new process is spawned and waited for, and
+    its exit status, all 32 bits of it, becomes this process's (this process
+    never returns into the app, not even on Ctrl+C). The new process carries
+    :data:`RESTART_MARKER`: it never restarts again.
 
     ``atexit`` handlers of the old process do not run. Raises
     :class:`pyi_selfupdate.errors.InstallError` only if the new process cannot
@@ -102,16 +146,38 @@ def restart(argv: Optional[Sequence[str]] = None) -> NoReturn:
     """
     cmd = restart_command(argv)
     env = restart_environ()
+    env[RESTART_MARKER] = f"{os.getpid()},{parent_pid()}"
     log.info("restarting: %s", " ".join(cmd))
     _flush()
     try:
-        if os.name == "nt":  # pragma: no cover - Windows only
-            code = subprocess.call(cmd, env=env)
-            _flush()
-            os._exit(code)
-        os.execve(cmd[0], cmd, env)
+        if os.name == "nt":  # pragma: no cover - Windows only (tested under Wine)
+            child = subprocess.Popen(cmd, env=env)
+        else:
+            os.execve(cmd[0], cmd, env)
     except OSError as exc:
         raise InstallError(
             f"cannot restart {cmd[0]}: {exc}; start the app again by hand"
         ) from exc
-    raise AssertionError("unreachable")  # pragma: no cover
+    _wait_and_exit(child)  # pragma: no cover - Windows only
+
+
+def _wait_and_exit(child: "subprocess.Popen") -> NoReturn:  # pragma: no cover - Windows only
+    """Wait for the restarted ``child`` and end this process with its exit status.
+
+    Whatever happens meanwhile, this process never returns into the app: its
+    executable may have been replaced. Ctrl+C reaches the child too (one
+    console): the child decides, this process keeps waiting for its status.
+    """
+    code = 1
+    try:
+        while True:
+            try:
+                code = child.wait()
+                break
+            except KeyboardInterrupt:
+                continue
+        _flush()
+    except BaseException:  # anything else: still never continue
+        pass
+    finally:
+        os._exit(exit_status(code))

@@ -200,6 +200,11 @@ def claim_staged(target: PathLike) -> "Optional[Path]":
         raise InstallError(f"cannot take the staged update ({exc})") from None
     if fd is not None:
         _files.keep_claim(private, fd)
+    elif private.is_dir():  # Windows: no flock; a fresh time marks the claimed folder live
+        try:
+            os.utime(private)
+        except OSError:  # pragma: no cover
+            pass
     return private
 
 
@@ -250,7 +255,13 @@ def install_claimed(target: PathLike, info: StagedInfo,
                  os.fspath(target), reason)
         promote_to_staged(private, target, info)
         return False
-    _files.swap(private, target)
+    try:
+        _files.swap(private, target)
+    except _files.FolderInUseError as exc:  # pragma: no cover - Windows only (tested under Wine)
+        log.warning("the staged update %s of %s stays staged: %s", info.to_version,
+                    os.fspath(target), exc)
+        promote_to_staged(private, target, info)
+        return False
     sidecar = sidecar_path(target)
     try:
         if sidecar.read_bytes() == info.to_json():

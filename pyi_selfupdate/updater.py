@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Tuple, Union
 from . import _files, _instances, _schedule, _staging, signing as _signing
 from ._patch import check_sha256, gunzip_to, patch_stream
 from .archive import FolderArchive, Unpacker
-from .errors import ConfigError, InstallError, PatchError, SelfUpdateError, SignatureError, VerificationError
+from .errors import ConfigError, PatchError, SelfUpdateError, SignatureError, VerificationError
 from .fetch import (
     Budget,
     Requester,
@@ -395,13 +395,7 @@ class Updater:
 
     def _prepare(self) -> None:
         """Before any request: the folder must be writable; clean what killed runs left there."""
-        folder = self.target.parent
-        if not os.access(folder, os.W_OK):
-            raise InstallError(
-                f"{folder} is not writable by this user, so {self.target.name} cannot be updated "
-                f"there; install the app per user (in a folder the user owns), or update it from "
-                f"an account that can write {folder}"
-            )
+        _files.check_writable(self.target)  # it could never be installed: fetch nothing
         _staging.cleanup_leftovers(self.target)
 
     def _run(self, *, install: bool) -> Optional[UpdateResult]:

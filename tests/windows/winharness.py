@@ -1,0 +1,109 @@
+"""A Windows process that starts, times and kills Windows processes (run by python.exe under Wine).
+
+The tests of Windows semantics must act from Windows processes: a Linux process
+is not bound by Windows file-sharing rules, and ``wine``'s own exit status is
+cut to 8 bits. Prints one JSON line.
+
+    harness.py launch N EXE ARG...        start N copies at once; each one's exit status, output, times
+    harness.py exitcode EXE ARG...        run once; the exact 32-bit exit status
+    harness.py kill SECONDS EXE ARG...    start, wait, TerminateProcess the tree (taskkill /F /T)
+    harness.py hold SECONDS EXE ARG...    start with a stdin kept open SECONDS, then send TEXT (env)
+"""
+
+import ctypes
+import json
+import os
+import subprocess
+import sys
+import time
+from ctypes import wintypes
+
+k32 = ctypes.WinDLL("kernel32", use_last_error=True)
+
+
+class PROCESSENTRY32W(ctypes.Structure):
+    _fields_ = [("dwSize", wintypes.DWORD), ("cntUsage", wintypes.DWORD),
+                ("th32ProcessID", wintypes.DWORD), ("th32DefaultHeapID", ctypes.c_void_p),
+                ("th32ModuleID", wintypes.DWORD), ("cntThreads", wintypes.DWORD),
+                ("th32ParentProcessID", wintypes.DWORD), ("pcPriClassBase", wintypes.LONG),
+                ("dwFlags", wintypes.DWORD), ("szExeFile", wintypes.WCHAR * 260)]
+
+
+k32.CreateToolhelp32Snapshot.restype = wintypes.HANDLE
+k32.OpenProcess.restype = wintypes.HANDLE
+
+
+def children(pid):
+    snap = k32.CreateToolhelp32Snapshot(2, 0)
+    entry = PROCESSENTRY32W()
+    entry.dwSize = ctypes.sizeof(entry)
+    found = []
+    ok = k32.Process32FirstW(wintypes.HANDLE(snap), ctypes.byref(entry))
+    while ok:
+        if entry.th32ParentProcessID == pid:
+            found.append(entry.th32ProcessID)
+        ok = k32.Process32NextW(wintypes.HANDLE(snap), ctypes.byref(entry))
+    k32.CloseHandle(wintypes.HANDLE(snap))
+    return found
+
+
+def terminate(pid):
+    handle = k32.OpenProcess(0x0001, False, pid)  # PROCESS_TERMINATE
+    if not handle:
+        return False
+    ok = k32.TerminateProcess(wintypes.HANDLE(handle), 1)
+    k32.CloseHandle(wintypes.HANDLE(handle))
+    return bool(ok)
+
+
+def tree(pid):
+    out = [pid]
+    for child in children(pid):
+        out += tree(child)
+    return out
+
+
+def start(cmd, stdin=subprocess.DEVNULL):
+    return subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def text(data):
+    return data.decode("utf-8", "replace")
+
+
+def main():
+    what, args = sys.argv[1], sys.argv[2:]
+    if what == "launch":
+        n, cmd = int(args[0]), args[1:]
+        t0 = time.time()
+        procs = [start(cmd) for _ in range(n)]
+        results = []
+        for p in procs:
+            out, err = p.communicate()
+            results.append({"pid": p.pid, "rc": p.returncode, "out": text(out), "err": text(err),
+                            "end": time.time() - t0})
+        print(json.dumps(results))
+    elif what == "exitcode":
+        p = start(args)
+        out, err = p.communicate()
+        print(json.dumps({"rc": p.returncode, "out": text(out), "err": text(err)}))
+    elif what == "kill":
+        delay, cmd = float(args[0]), args[1:]
+        p = start(cmd)
+        time.sleep(delay)
+        pids = tree(p.pid)
+        killed = [pid for pid in pids if terminate(pid)]
+        out, err = p.communicate()
+        print(json.dumps({"killed": killed, "rc": p.returncode, "out": text(out), "err": text(err)}))
+    elif what == "hold":
+        seconds, cmd = float(args[0]), args[1:]
+        p = start(cmd, stdin=subprocess.PIPE)
+        time.sleep(seconds)
+        out, err = p.communicate(os.environ.get("HARNESS_TEXT", "").encode())
+        print(json.dumps({"rc": p.returncode, "out": text(out), "err": text(err)}))
+    else:
+        raise SystemExit(f"unknown command {what}")
+
+
+if __name__ == "__main__":
+    main()
