@@ -54,7 +54,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from . import _instances, _schedule, _staging
+from . import _files, _instances, _schedule, _staging
 from ._lazy import log
 from ._restart import MAIN_MARKER, restart, restarted_from
 from .errors import ConfigError, SelfUpdateError
@@ -253,7 +253,7 @@ def _run() -> None:
     me = f"{os.getpid()}:{os.path.realpath(exe)}"
     owner_pid = _parent_main(os.environ.get(MAIN_MARKER, ""), me)
     _lock = _instances.instance_lock(target)
-    if not _lock.hold_shared(timeout=0):
+    if not _lock.hold_shared(timeout=0) and _lock.unusable is None:
         # Another instance holds it exclusively: it is installing an update (the
         # swap takes well under a second, more on a slow disk). Running on meanwhile
         # could mean running on a file replaced under us: wait for it, then see
@@ -289,11 +289,10 @@ def _run() -> None:
     if not staged and not due:  # the common launch: a few stats, no Updater, no thread
         log.debug("nothing staged and no update check due (mode %s)", mode)
         return
-    folder = os.path.dirname(target)
-    if not os.access(folder, os.W_OK):  # an install the user cannot update: no Updater, no request
-        log.info("%s is not writable by this user, so %s cannot update itself there; install the "
-                 "app per user (in a folder the user owns), or update it from an account that can "
-                 "write %s", folder, os.path.basename(target), folder)
+    try:  # an install the user cannot update: no Updater, no request
+        _files.check_writable(target)
+    except SelfUpdateError as exc:
+        log.info("%s", exc)
         return
 
     # Asked again under the exclusive lock, right before a swap: a process

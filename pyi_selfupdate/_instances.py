@@ -122,6 +122,8 @@ class InstanceLock:
 
     def __init__(self, path: PathLike) -> None:
         self.path = path
+        #: why the lock file cannot be used at all (a folder the user cannot write), or None
+        self.unusable: Optional[str] = None
         self._fd: Optional[int] = None
         self._shared = False
         self._exclusive = False
@@ -216,6 +218,7 @@ class InstanceLock:
                     ok = self._lock("sh", blocking=False)
                 except InstallError as exc:
                     log.info("running without the instance lock: %s", exc)
+                    self.unusable = str(exc)
                     return False
                 if ok or time.monotonic() >= deadline:
                     break
