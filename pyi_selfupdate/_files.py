@@ -582,20 +582,13 @@ def _swap_folder(new: "Path", target: "Path") -> None:
             f"the new version {new} vanished before it could replace {target} (another process "
             "removed it); the old version is kept and the update is fetched again at the next check"
         ) from None
-    except PermissionError as exc:
-        if os.name == "nt":  # pragma: no cover - Windows: a folder in use (the parent is writable:
-            # Updater checks that before any download)
+    except OSError as exc:
+        if os.name == "nt" and isinstance(exc, PermissionError):  # pragma: no cover - Windows:
+            # a folder in use (the parent is writable: Updater checks that before any download)
             raise FolderInUseError(
                 f"cannot switch {target} to the new version while a program runs from it "
                 f"({exc}); Windows does not rename a folder in use"
             ) from None
-        remove_quietly(new)
-        raise InstallError(
-            f"cannot switch {target} to the new version ({exc}); the old version is kept. "
-            f"Make {target.parent} writable by the user running the app (a folder app is "
-            "replaced as a whole, inside its parent folder)"
-        ) from None
-    except OSError as exc:
         remove_quietly(new)
         raise InstallError(
             f"cannot switch {target} to the new version ({exc}); the old version is kept. "
