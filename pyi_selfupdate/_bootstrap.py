@@ -262,6 +262,8 @@ def _run() -> None:
         if not _lock.hold_shared(timeout=LIMITS.lock_wait):
             log.warning("the instance lock of %s stayed taken for %.0f s; going on without it",
                         target, LIMITS.lock_wait)
+    if kind == FOLDER:
+        _instances.hold_folder(target)
     if owner_pid is not None:
         log.debug("child process of %s: no update check", owner_pid)
         return
@@ -408,7 +410,8 @@ def _install_or_defer(updater: "Updater", exe: str, exit_wait: float, done: str)
     all takes the install on, at its exit.
     """
     others = _instances.other_processes(exe)
-    if not others and _restarted is None:  # a restarted launch never restarts again
+    now = updater.kind != FOLDER or _files.RUNNING_FOLDER_RENAMES  # Windows: at exit only
+    if not others and _restarted is None and now:  # a restarted launch never restarts again
         result = updater.install_staged()
         if result is not None and result.installed:
             log.info("%s %s -> %s; restarting", done, result.from_version, result.to_version)
@@ -437,8 +440,12 @@ def _defer_install(updater: "Updater", exe: str, others: List[int], wait: float)
                  target, pids)
         return
     _install_claim = claim
-    log.info("other processes run %s (%s); the staged update is installed when this "
-             "process exits after them", target, pids)
+    if others:
+        log.info("other processes run %s (%s); the staged update is installed when this "
+                 "process exits after them", target, pids)
+    else:
+        log.info("%s runs from its folder, which Windows does not rename; the staged update "
+                 "is installed when this process exits", target)
     atexit.register(_install_at_exit, updater, exe, wait)
 
 
@@ -459,10 +466,14 @@ def _install_at_exit(updater: "Updater", exe: str, wait: float) -> None:
         while os.path.exists(_staging.sidecar_file(target)):
             others = _instances.other_processes(exe)
             if not others:
-                result = updater.install_staged()
+                result = updater.install_staged(at_exit=True)
                 if result is not None and result.installed:
                     log.info("installed staged update %s -> %s at exit, after the other "
                              "instances ended", result.from_version, result.to_version)
+                    return
+                if result is not None:  # Windows: a folder switched once this process is gone
+                    log.info("staged update %s -> %s: the folder switches once this process "
+                             "has exited", result.from_version, result.to_version)
                     return
             elif since is not None and any(
                     (_instances.start_time(pid) or since) < since - LIMITS.burst for pid in others):

@@ -70,7 +70,7 @@ else:
 __all__ = [
     "PathLike", "path", "split", "beside", "new_path", "fsync_dir", "content_sha256",
     "NewFile", "NewFolder", "write_advice", "swap", "exchange", "keep_claim", "release_claim", "remove_quietly",
-    "is_abandoned", "stamp", "check_writable", "FolderInUseError",
+    "is_abandoned", "stamp", "check_writable", "FolderInUseError", "RUNNING_FOLDER_RENAMES",
     "write_atomic", "fcntl",
 ]
 
@@ -554,6 +554,11 @@ def exchange(a: PathLike, b: PathLike) -> bool:
     if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
         return False  # the file system or kernel cannot exchange
     raise OSError(err, os.strerror(err), os.fsdecode(b))
+
+
+#: False where a folder cannot be renamed while a program runs from it (Windows): an
+#: app folder is then switched after the app exits (:mod:`pyi_selfupdate._winswitch`).
+RUNNING_FOLDER_RENAMES = os.name != "nt"
 
 
 class FolderInUseError(InstallError):

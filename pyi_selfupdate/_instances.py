@@ -93,6 +93,7 @@ def ignore(pids: Iterable[int]) -> None:
 __all__ = [
     "InstanceLock", "instance_lock", "other_processes", "others_running",
     "format_pids", "start_time", "replaced_since_start", "claim_install", "select", "ignore", "parent_pid",
+    "hold_folder",
     "parse_proc_stat_start", "OS", "LINUX", "MACOS", "WINDOWS", "OTHER",
 ]
 
@@ -276,6 +277,21 @@ def instance_lock(target: PathLike) -> InstanceLock:
         if lock is None:
             lock = _locks[key] = InstanceLock(path)
         return lock
+
+
+def hold_folder(target: str) -> None:
+    """Windows: keep the app folder ``target`` in use for the life of this process (no-op elsewhere).
+
+    A folder update on Windows is switched after the app exits, by a process
+    that renames the folder once no copy runs from it
+    (:mod:`pyi_selfupdate._winswitch`): each running copy holds its folder open,
+    so that rename waits for all of them.
+    """
+    if OS == WINDOWS and os.path.isdir(target):  # pragma: no cover - Windows only
+        try:
+            _oswin.hold_folder(target)
+        except OSError as exc:
+            log.info("cannot hold %s open (%s)", target, exc)
 
 
 # ------------------------------------------------------------ process scan

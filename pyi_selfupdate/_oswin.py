@@ -19,7 +19,7 @@ from ctypes import wintypes
 from typing import Any, List, Optional, Set
 
 __all__ = ["RUN", "GATE", "CLAIM", "lock_byte", "unlock_byte", "pids_running", "start_time",
-           "image_path"]
+           "image_path", "hold_folder"]
 
 #: The byte every running copy holds shared; an installer holds it exclusively.
 RUN = 0
@@ -35,6 +35,7 @@ _ERROR_IO_PENDING = 997
 _TH32CS_SNAPPROCESS = 0x2
 _PROCESS_QUERY_LIMITED_INFORMATION = 0x1000
 _INVALID_HANDLE_VALUE = ctypes.c_void_p(-1).value
+_FILE_FLAG_BACKUP_SEMANTICS = 0x02000000  # what opens a folder
 
 class _OVERLAPPED(ctypes.Structure):
     _fields_ = [("Internal", ctypes.c_void_p), ("InternalHigh", ctypes.c_void_p),
@@ -187,3 +188,22 @@ def start_time(pid: int) -> Optional[float]:
 def filetime_to_epoch(filetime: int) -> float:
     """A FILETIME (100 ns since 1601-01-01 UTC) in seconds since 1970-01-01 UTC."""
     return (filetime - 116444736000000000) / 1e7
+
+
+_held: List[int] = []
+
+
+def hold_folder(folder: str) -> None:
+    """Keep ``folder`` open, without delete sharing, until this process ends.
+
+    The handle a working directory is: while it is open, nobody can rename or
+    delete the folder (the folder switch of :mod:`pyi_selfupdate._winswitch`
+    waits for it). Windows refuses to rename a folder a program runs from in
+    any case; Wine does not, hence the explicit handle. ``_winapi`` is built
+    into CPython on Windows: no import cost at launch.
+    """
+    import _winapi  # type: ignore[import-not-found]
+
+    share = 0x1 | 0x2  # FILE_SHARE_READ | FILE_SHARE_WRITE, not FILE_SHARE_DELETE
+    _held.append(_winapi.CreateFile(folder, _winapi.GENERIC_READ, share, 0, _winapi.OPEN_EXISTING,
+                                    _FILE_FLAG_BACKUP_SEMANTICS, 0))

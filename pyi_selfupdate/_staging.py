@@ -39,6 +39,7 @@ else:
 __all__ = [
     "StagedInfo", "staged_path", "sidecar_file", "sidecar_path", "promote_to_staged",
     "read_staged", "discard_staged", "claim_staged", "claim_verified", "install_claimed",
+    "INSTALLED", "SWITCHING",
     "cleanup_leftovers",
 ]
 
@@ -228,47 +229,62 @@ def claim_verified(target: PathLike, sha256: bytes) -> "Optional[Path]":
     return private
 
 
-def install_claimed(target: PathLike, info: StagedInfo,
-                    swap_guard: Optional[Callable[[], Optional[str]]] = None) -> bool:
-    """Claim the staged binary, check it against ``info`` and swap it in; True if installed.
+#: What :func:`install_claimed` did: installed; handed to a switch after this process exits.
+INSTALLED, SWITCHING = "installed", "switching"
 
-    The caller holds the exclusive instance lock. A staged file that cannot be
-    read or does not match its sidecar is discarded. ``swap_guard()`` is asked
-    right before the swap: a reason not to swap now keeps the update staged.
+
+def install_claimed(target: PathLike, info: StagedInfo,
+                    swap_guard: Optional[Callable[[], Optional[str]]] = None, *,
+                    state_dir: Optional[PathLike] = None) -> str:
+    """Claim the staged binary, check it against ``info`` and swap it in.
+
+    Returns :data:`INSTALLED`, or ``""`` when nothing was installed (the update
+    stays staged, or was discarded). The caller holds the exclusive instance
+    lock. A staged file that cannot be read or does not match its sidecar is
+    discarded. ``swap_guard()`` is asked right before the swap: a reason not to
+    swap now keeps the update staged. A folder Windows will not rename (this
+    process runs from it) stays staged; with ``state_dir`` (the caller is
+    exiting) its switch is handed to :mod:`pyi_selfupdate._winswitch`, which
+    completes it once no program runs from the folder: :data:`SWITCHING`.
     """
     private = claim_staged(target)
     if private is None:
-        return False
+        return ""
     try:
         digest = _files.content_sha256(private)
     except (OSError, SelfUpdateError) as exc:
         remove_quietly(private)
         discard_staged(target, f"it cannot be read ({exc})")
-        return False
+        return ""
     if digest != info.sha256:
         remove_quietly(private)
         discard_staged(target, "its SHA-256 does not match its sidecar")
-        return False
+        return ""
     reason = swap_guard() if swap_guard is not None else None
     if reason:
         log.info("the staged update %s of %s stays staged: %s", info.to_version,
                  os.fspath(target), reason)
         promote_to_staged(private, target, info)
-        return False
+        return ""
     try:
         _files.swap(private, target)
     except _files.FolderInUseError as exc:  # pragma: no cover - Windows only (tested under Wine)
-        log.warning("the staged update %s of %s stays staged: %s", info.to_version,
-                    os.fspath(target), exc)
-        promote_to_staged(private, target, info)
-        return False
+        staged = promote_to_staged(private, target, info)
+        if state_dir is None:
+            log.info("the staged update %s of %s stays staged until the app exits: %s",
+                     info.to_version, os.fspath(target), exc)
+            return ""
+        from . import _winswitch
+
+        _winswitch.start(staged, target, sidecar_path(target), state_dir)
+        return SWITCHING
     sidecar = sidecar_path(target)
     try:
         if sidecar.read_bytes() == info.to_json():
             sidecar.unlink()
     except OSError:
         pass
-    return True
+    return INSTALLED
 
 
 def cleanup_leftovers(target: PathLike) -> "List[Path]":

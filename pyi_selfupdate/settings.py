@@ -147,6 +147,8 @@ LIMIT_ROWS: Tuple[Tuple[str, Any, str, str], ...] = (
     ("stall", 2.0, "seconds", "a download that received nothing for this long does not hold the exit"),
     ("exit_check", 1.0, "seconds", "the most a check still waiting for its manifest holds the exit"),
     ("log_bytes", 64 * 1024, "bytes", "the app's update log in its state folder (two halves, rotated)"),
+    ("switch_wait", 60.0, "seconds", "Windows: how long after the app's exit `cmd.exe` keeps trying to switch "
+                                     "its folder to a staged update (it waits for every copy to end)"),
 )
 
 
@@ -169,6 +171,7 @@ class Limits(_Frozen):
     stall: float
     exit_check: float
     log_bytes: int
+    switch_wait: float
 
     def __init__(self, **values: Any) -> None:
         unknown = set(values) - set(self.__slots__)

@@ -89,7 +89,8 @@ class UpdateResult:
     - ``target``: the executable updated;
     - ``installed``: True if the target now holds ``to_version``; False if the
       verified binary was only staged beside it, to be installed at the next
-      launch (:meth:`Updater.install_staged`);
+      launch (:meth:`Updater.install_staged`), or (Windows folder apps,
+      ``install_staged(at_exit=True)``) is switched in once the app has exited;
     - ``notes``: the release notes the manifest carries (``release --notes``), or ``""``.
     """
 
@@ -322,13 +323,21 @@ class Updater:
             return None
         return self.update() if install else self.stage()
 
-    def install_staged(self) -> Optional[UpdateResult]:
+    def install_staged(self, *, at_exit: bool = False) -> Optional[UpdateResult]:
         """Install a complete, verified staged update, if there is one.
 
         Returns None when nothing is staged, when the staged update is stale
         (made for another current version) or corrupt (both are discarded with
         a log message), or when another instance holds the instance lock (it
         stays staged for a later launch).
+
+        ``at_exit=True`` says this process is about to exit. It matters for a
+        folder app on Windows, which cannot be renamed while a program runs
+        from it (this one): the verified folder is then handed to ``cmd.exe``,
+        which switches it once no copy of the app runs any more, and the result
+        has ``installed=False`` (the next launch runs the new version and
+        :func:`pyi_selfupdate.installed_update` tells it so). Without it, such
+        an update stays staged.
         """
         if self.current_version == DEV_VERSION:
             return None
@@ -354,14 +363,18 @@ class Updater:
                          "installed at a later launch", self.target, info.to_version)
                 return None
             log.debug("installing the staged update %s of %s", info.to_version, self.target)
-            if not _staging.install_claimed(self.target, info, self.swap_guard):
+            done = _staging.install_claimed(self.target, info, self.swap_guard,
+                                            state_dir=self.state_dir if at_exit else None)
+            if not done:
                 return None
-        log.info("installed the staged update of %s: %s -> %s",
-                 self.target, info.from_version, info.to_version)
+        installed = done == _staging.INSTALLED
         result = UpdateResult(info.from_version, info.to_version, info.method,
-                              info.bytes_fetched, self.target, True, info.notes)
+                              info.bytes_fetched, self.target, installed, info.notes)
         self._record_install(result)
-        self._notify(result)
+        if installed:
+            log.info("installed the staged update of %s: %s -> %s",
+                     self.target, info.from_version, info.to_version)
+            self._notify(result)
         return result
 
     # ------------------------------------------------------------- internals
@@ -463,8 +476,9 @@ class Updater:
         _schedule.write_installed(self.state_dir, {
             "from": result.from_version, "to": result.to_version, "when": time.time(),
             "method": result.method, "notes": result.notes})
+        how = "" if result.installed else " (the folder switches once the app has exited)"
         _schedule.record_event(self.state_dir, f"installed {result.from_version} -> "
-                                               f"{result.to_version} via {result.method}")
+                                               f"{result.to_version} via {result.method}{how}")
 
     def _notify(self, result: UpdateResult) -> None:
         if self.on_successful_update is None:

@@ -217,14 +217,85 @@ def test_restart_gives_the_parent_the_childs_exit_status(wine, code):
 # ------------------------------------------------------------------ folders
 
 
-def test_onedir_update_stays_staged_while_windows_refuses_to_rename_the_folder(
+def _switched(folder: Path, timeout: float = 30) -> float:
+    """Wait for the folder switch a launch's exit handed to cmd.exe; its duration in seconds."""
+    t0 = time.monotonic()
+    staged = folder.parent / f".{NAME}.staged"
+    while staged.exists() or _asides(folder):
+        assert time.monotonic() - t0 < timeout, sorted(p.name for p in folder.parent.iterdir())
+        time.sleep(0.05)
+    return time.monotonic() - t0
+
+
+def _asides(folder: Path) -> list:
+    return [p.name for p in folder.parent.iterdir() if p.name.startswith(f".{NAME}.old")]
+
+
+def _version_of(folder: Path, builds) -> str:
+    """V1 or V2 if ``folder`` holds exactly that onedir build (every file, byte for byte)."""
+    def files(root: Path) -> dict:
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    have = files(folder)
+    for version, key in ((V1, "dir_v1"), (V2, "dir_v2")):
+        if have == files(builds[key]):
+            return version
+    raise AssertionError(f"{folder} is neither build: {sorted(have)[:5]}...")
+
+
+@pytest.mark.parametrize("via", ["patch", "gz"])
+def test_onedir_1_0_becomes_1_1_once_the_app_has_exited(wine, win_builds, tree, serve, installed, via):
+    """onedir on Windows: nobody can rename a folder a program runs from, so the launch that
+    installs verifies the staged folder and hands the switch to cmd.exe at its exit; the next
+    launch runs 1.1 and says so."""
+    public = tree("folder", f"-{via}")
+    if via == "gz":
+        (public / PATCH.lstrip("/")).unlink()
+    server = serve(public)
+    exe = installed(win_builds["dir_v1"])
+    folder = exe.parent
+    ok(run(wine, exe, "--version"), f"{NAME} {V1}\n")  # checks, downloads, stages
+    assert server.log == ([MANIFEST, PATCH] if via == "patch" else [MANIFEST, PATCH, GZ])
+    assert (folder.parent / f".{NAME}.staged.json").exists()
+    t0 = time.monotonic()
+    first = run(wine, exe, "top", "-n", "2", input=TEXT)  # 1.0 as usual; the switch at its exit
+    ok(first, TOP)
+    assert "the folder switches once this process has exited" in first.stderr, first.stderr
+    t_switch = _switched(folder)
+    t_total = time.monotonic() - t0
+    assert _version_of(folder, win_builds) == V2
+    after = run(wine, exe, "top", "-n", "2", input=TEXT)  # (--version would end before the news)
+    ok(after, TOP)
+    assert "textstat: updated from 1.0 to 1.1" in after.stderr, after.stderr
+    ok(run(wine, exe, "--version"), f"{NAME} {V2}\n")
+    leftovers = sorted(p.name for p in folder.parent.iterdir() if p.name.startswith(".") and p.suffix != ".lock")
+    assert leftovers == [], leftovers
+    assert [p for p in server.log if p != MANIFEST] == ([PATCH] if via == "patch" else [PATCH, GZ])
+    print(f"\nFIGURE windows onedir ({via}): launch + switch after its exit {t_total:.2f} s "
+          f"(switch done {t_switch:.2f} s after the launch ended)")
+
+
+def test_onedir_ten_launches_at_once_one_switch_and_none_crashes(wine, win_builds, tree, serve, installed):
+    serve(tree("folder"))
+    exe = installed(win_builds["dir_v1"])
+    folder = exe.parent
+    ok(run(wine, exe, "--version"), f"{NAME} {V1}\n")  # stages
+    results = wine.harness("launch", "10", wine.win(exe), "--version", env=app_env())
+    assert len(results) == 10
+    for r in results:  # none switched under the others: all ran 1.0 to their end
+        assert r["rc"] == 0 and not crashed(r["err"]) and r["out"].strip() == f"{NAME} {V1}", r
+    handed = [r for r in results if "the folder switches once this process has exited" in r["err"]]
+    assert len(handed) == 1, [r["err"] for r in results]
+    assert [r for r in results if "other processes run" in r["err"]], "the ten launches did not overlap"
+    _switched(folder)
+    assert _version_of(folder, win_builds) == V2
+    ok(run(wine, exe, "--version"), f"{NAME} {V2}\n")
+
+
+def test_onedir_a_long_running_copy_keeps_its_folder_through_the_update(
         wine, win_builds, tree, serve, installed):
-    """onedir on Windows: the update downloads and stages beside the folder, but the folder
-    cannot be renamed while the app runs from it (Windows, and Wine, refuse), and the
-    installing launch always does. What the user gets today: 1.0 keeps running normally,
-    the update stays staged (no download again at each launch), the log says why. The
-    install itself needs a helper outside the folder after the app exits (not done yet:
-    README.md, Windows)."""
+    """A copy runs while ten launches come and go with the update staged: its folder is never
+    switched under it (it holds the folder open); after it ends, a launch's exit switches it."""
     server = serve(tree("folder"))
     exe = installed(win_builds["dir_v1"])
     folder = exe.parent
@@ -233,17 +304,18 @@ def test_onedir_update_stays_staged_while_windows_refuses_to_rename_the_folder(
     _wait_for(folder.parent / f".{NAME}.staged.json", long)  # the running copy staged the update
     _older_than_a_burst(started)
     assert server.log == [MANIFEST, PATCH]
-    mid = run(wine, exe, "--version")  # another copy runs: no install attempted
-    ok(mid, f"{NAME} {V1}\n")
-    out, err = long.communicate(TEXT, timeout=120)
+    results = wine.harness("launch", "10", wine.win(exe), "--version", env=app_env())
+    for r in results:
+        assert r["rc"] == 0 and not crashed(r["err"]) and r["out"].strip() == f"{NAME} {V1}", r
+        assert "the folder switches" not in r["err"], r
+    time.sleep(1.5)  # a switch, had one started, would have happened by now
+    assert _version_of(folder, win_builds) == V1
+    out, err = long.communicate(TEXT, timeout=120)  # imports textstat_report from _internal now
     assert long.returncode == 0 and out.replace("\r\n", "\n") == TOP and not crashed(err), err
-    for _ in range(2):  # alone now: the switch is refused, the update stays staged
-        after = run(wine, exe, "top", "-n", "2", input=TEXT)
-        ok(after, TOP)
-        assert "stays staged: cannot switch" in after.stderr and "a folder in use" in after.stderr, after.stderr
-        assert (folder.parent / f".{NAME}.staged.json").exists()
-    assert [p for p in server.log if p != MANIFEST] == [PATCH], server.log  # never downloaded again
-    ok(run(wine, exe, "--version"), f"{NAME} {V1}\n")
+    ok(run(wine, exe, "--version"), f"{NAME} {V1}\n")  # alone: hands the switch over at its exit
+    _switched(folder)
+    ok(run(wine, exe, "--version"), f"{NAME} {V2}\n")
+    assert [p for p in server.log if p != MANIFEST] == [PATCH], server.log  # downloaded once
 
 
 # ------------------------------------------------------------------ unwritable folder
@@ -278,7 +350,7 @@ def _sound(wine, exe: Path, builds) -> str:
     return proc.stdout.strip()
 
 
-TRIALS = int(os.environ.get("WINDOWS_KILL_TRIALS", "5"))
+TRIALS = int(os.environ.get("WINDOWS_KILL_TRIALS", "6"))
 
 
 def test_terminate_during_download_and_install_breaks_nothing(wine, win_builds, tree, serve, installed):
@@ -288,6 +360,7 @@ def test_terminate_during_download_and_install_breaks_nothing(wine, win_builds, 
     rng = random.Random(seed)
     v1, v2 = win_builds["v1"].read_bytes(), win_builds["v2"].read_bytes()
     table = {}
+    kept_bytes = []
     for phase in ("download", "install"):
         for i in range(TRIALS):
             server = serve(tree("file", f"-{phase}{i}"))
@@ -303,6 +376,12 @@ def test_terminate_during_download_and_install_breaks_nothing(wine, win_builds, 
             after = "new" if data == v2 else "old"
             if not r["killed"]:
                 after += ", ended before the kill"
+            elif phase == "download":  # where the kill landed: the bytes the next launch resumes from
+                kept = sum(p.stat().st_size for p in (exe.parent / "update" / NAME / "partial").glob("*")
+                           if p.is_file() and p.suffix != ".json")
+                after += ", killed mid-download" if kept else ", killed before any byte"
+                if kept:
+                    kept_bytes.append(kept)
             launches = 0
             version = None
             while version != f"{NAME} {V2}":  # recovered: launches go on until 1.1 runs
@@ -313,4 +392,59 @@ def test_terminate_during_download_and_install_breaks_nothing(wine, win_builds, 
             table[key] = table.get(key, 0) + 1
             server.close()
     rows = "; ".join(f"{p}: {a}, 1.1 after {n} launch(es) x{c}" for (p, a, n), c in sorted(table.items()))
-    print(f"\nFIGURE windows kills (seed {seed}, {TRIALS} per phase): 0 broken; {rows}")
+    kept = f"; partial downloads kept {min(kept_bytes)}-{max(kept_bytes)} bytes" if kept_bytes else ""
+    print(f"\nFIGURE windows kills (seed {seed}, {TRIALS} per phase): 0 broken; {rows}{kept}")
+
+
+def test_terminate_during_the_folder_switch_breaks_nothing(wine, win_builds, tree, serve, installed):
+    """onedir: TerminateProcess on the launch that hands the switch over, at a random moment
+    of its run and exit ("exit"), and on the switch itself (cmd.exe, killed a random moment
+    after the app ended: "switch"). The folder is always exactly 1.0 or 1.1 and runs; the
+    launches after it finish the update."""
+    seed = int(os.environ.get("FAULT_SEED", "0")) or random.SystemRandom().randrange(1, 2**31)
+    rng = random.Random(seed)
+    handover = "the folder switches once this process has exited"
+    table = {}
+    for phase in ("exit", "switch"):
+        for i in range(TRIALS):
+            server = serve(tree("folder", f"-{phase}{i}"))
+            exe = installed(win_builds["dir_v1"], folder=f"{phase}{i}")
+            folder = exe.parent
+            for _ in range(3):  # stages (a launch whose check starts slowly leaves it to the next)
+                ok(run(wine, exe, "--version"), f"{NAME} {V1}\n")
+                if (folder.parent / f".{NAME}.staged.json").exists():
+                    break
+            assert (folder.parent / f".{NAME}.staged.json").exists()
+            if phase == "exit":
+                delay = rng.uniform(0.2, 1.6)
+                r = wine.harness("kill", f"{delay:.2f}", wine.win(exe), "--version", env=app_env())
+                landed = "killed" if r["killed"] else "ended before the kill"
+                if handover in r["err"]:  # the kill of the tree may have ended the switch too
+                    landed += " after the handover"
+                    try:
+                        _switched(folder, timeout=3)
+                    except AssertionError:
+                        pass
+            else:
+                delay = rng.uniform(0.0, 2.5)
+                r = wine.harness("exitkill", f"{delay:.2f}", wine.win(exe), "--version", env=app_env())
+                assert r["rc"] == 0 and handover in r["err"] and r["left"], r
+                landed = "switch killed" if r["killed"] else "switch ended before the kill"
+            assert folder.is_dir(), (f"{phase} trial {i} (seed {seed}): no app folder; beside it: "
+                                     f"{sorted(p.name for p in folder.parent.iterdir())}")
+            landed += f", left {_version_of(folder, win_builds)}"
+            launches, version = 0, None
+            while version != V2:  # recovered: launches go on until 1.1 runs
+                assert launches < 5, f"{phase} trial {i} (seed {seed}): not recovered"
+                proc = run(wine, exe, "--version")
+                assert proc.returncode == 0 and not crashed(proc.stderr), proc.stderr
+                version = proc.stdout.split()[-1]
+                if handover in proc.stderr:
+                    _switched(folder)
+                launches += 1
+            assert not _asides(folder) or run(wine, exe, "--version").returncode == 0
+            key = (phase, landed, launches)
+            table[key] = table.get(key, 0) + 1
+            server.close()
+    rows = "; ".join(f"{p}: {a}, 1.1 after {n} launch(es) x{c}" for (p, a, n), c in sorted(table.items()))
+    print(f"\nFIGURE windows folder-switch kills (seed {seed}, {TRIALS} per phase): 0 broken; {rows}")

@@ -8,6 +8,8 @@ cut to 8 bits. Prints one JSON line.
     harness.py exitcode EXE ARG...        run once; the exact 32-bit exit status
     harness.py kill SECONDS EXE ARG...    start, wait, TerminateProcess the tree (taskkill /F /T)
     harness.py hold SECONDS EXE ARG...    start with a stdin kept open SECONDS, then send TEXT (env)
+    harness.py exitkill SECONDS EXE ARG... run to its end, then TerminateProcess what it left running
+                                          (its children: a folder switch) SECONDS later
 """
 
 import ctypes
@@ -95,6 +97,20 @@ def main():
         killed = [pid for pid in pids if terminate(pid)]
         out, err = p.communicate()
         print(json.dumps({"killed": killed, "rc": p.returncode, "out": text(out), "err": text(err)}))
+    elif what == "exitkill":
+        delay, cmd = float(args[0]), args[1:]
+        p = start(cmd)
+        left = set()
+        while p.poll() is None:
+            left.update(tree(p.pid)[1:])
+            time.sleep(0.01)
+        out, err = p.communicate()
+        left.update(tree(p.pid)[1:])  # a child keeps its parent's pid after the parent's exit
+        time.sleep(delay)
+        victims = [pid for child in sorted(left) for pid in tree(child)]
+        killed = [pid for pid in victims if terminate(pid)]
+        print(json.dumps({"left": sorted(left), "killed": killed, "rc": p.returncode,
+                          "out": text(out), "err": text(err)}))
     elif what == "hold":
         seconds, cmd = float(args[0]), args[1:]
         p = start(cmd, stdin=subprocess.PIPE)
