@@ -229,10 +229,15 @@ def signed_message(
     return DOMAIN + json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
+#: The largest Size or Serial: a signed 64-bit integer, as every JSON reader holds exactly.
+MAX_INT = (1 << 63) - 1
+
+
 def check_int(value: Any, what: str) -> int:
-    """``value`` if it is a non-negative int (not a bool); ValueError naming ``what`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{what} must be a non-negative integer, not {value!r}")
+    """``value`` if it is an int (not a bool) from 0 to :data:`MAX_INT`; ValueError naming ``what`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+        raise ValueError(f"{what} must be an integer from 0 to 2**63-1, not {shown}")
     return value
 
 
