@@ -45,16 +45,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import datetime as _dt
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
-from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _lazy
 from ._files import write_atomic
-from .errors import ConfigError, SignatureError
+from .errors import ConfigError, InstallError, SignatureError
 from .protocol import FILE, KIND_KEY, NOTES_KEY, Manifest
 from .settings import LIMITS
 
@@ -80,6 +82,7 @@ __all__ = [
     "SerialState",
     "read_serial_state",
     "write_serial_state",
+    "serial_lock",
     "check_public_keys",
     "signed_body_cap",
 ]
@@ -427,10 +430,74 @@ def read_serial_state(path: Union[str, "os.PathLike[str]"]) -> Optional[SerialSt
         ) from None
 
 
-def write_serial_state(path: Union[str, "os.PathLike[str]"], state: SerialState) -> None:
-    """Atomically replace the state file with ``state`` (fresh temporary name, fsync, rename)."""
+def write_serial_state(path: Union[str, "os.PathLike[str]"], state: SerialState) -> SerialState:
+    """Record ``state`` unless the file holds a serial as high already; return what it holds then.
+
+    Call it under :func:`serial_lock` (the read-compare-write must not interleave
+    with another process's). The file is replaced atomically under a fresh,
+    unpredictable temporary name (:func:`~pyi_selfupdate._files.write_atomic`).
+    """
+    current = read_serial_state(path)
+    if current is not None and current.serial >= state.serial:
+        return current
     data = json.dumps({"Serial": state.serial, "Version": state.version}).encode("utf-8")
     write_atomic(path, data)
+    return state
+
+
+@contextlib.contextmanager
+def serial_lock(path: Union[str, "os.PathLike[str]"]) -> Iterator[None]:
+    """Hold ``<path>.lock`` exclusively: one process at a time reads, checks and raises the serial.
+
+    Without it two processes that each read serial 3 could write 5 and then 4,
+    lowering it. The lock file is created mode 0600 (another user could hold a
+    lock on a file he can open), never through a symlink. Waits at most
+    ``LIMITS.state_lock_wait`` seconds for another process; :class:`InstallError`
+    naming the lock file then, or when it cannot be opened.
+    """
+    from ._files import open_lock_file
+
+    lock_path = os.fspath(path) + ".lock"
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(lock_path)), exist_ok=True)
+        fd = open_lock_file(lock_path)
+    except OSError as exc:
+        raise InstallError(
+            f"cannot open {lock_path} ({exc.strerror or exc}) to record the accepted serial; make "
+            f"{os.path.dirname(os.path.abspath(lock_path))} writable by the user running the app"
+        ) from None
+    try:
+        deadline = time.monotonic() + LIMITS.state_lock_wait
+        while not _try_lock(fd):
+            if time.monotonic() >= deadline:
+                raise InstallError(
+                    f"another process has held {lock_path} for over {LIMITS.state_lock_wait:g} s; "
+                    "the accepted serial cannot be recorded: end that process (or remove the lock "
+                    "file if it belongs to another user) and retry"
+                )
+            time.sleep(0.01)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _try_lock(fd: int) -> bool:
+    """An exclusive lock on the open file ``fd`` without waiting; False if another process has it."""
+    if os.name == "nt":  # pragma: no cover - Windows: a byte-range lock on byte 0
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
 
 
 # ------------------------------------------------------------- client policy
