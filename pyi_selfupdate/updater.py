@@ -584,7 +584,8 @@ class Updater:
                 patch = part.read_bytes()
                 with _NewTarget(self.target, self.kind) as out:
                     patch_stream(read_old, size, patch, out.write, max_new_size=self._binary_cap(
-                        min(LIMITS.binary_bytes, 4 * size + LIMITS.patch_slack)))
+                        min(LIMITS.binary_bytes, 4 * size + LIMITS.patch_slack)),
+                        check=lambda: _check_deadline(counter, f"applying patch {url}"))
                     del patch
                     check_sha256(out.digest(), manifest.sha256, f"the result of patch {url}")
                     return out.finish()
@@ -674,6 +675,13 @@ class _NewTarget:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is not None:
             self._out.discard()
+
+
+def _check_deadline(counter: Budget, what: str) -> None:
+    """PatchError once the overall deadline of the check has passed (a patch that is slow to apply)."""
+    if counter.deadline is not None and time.monotonic() > counter.deadline:
+        raise PatchError(f"{what} is still unfinished after the overall deadline of {counter.seconds:g} s; "
+                         "giving it up")
 
 
 def _setting(name: str, value: Any) -> Any:

@@ -10,10 +10,16 @@ unchanged and nothing left beside it.
 from __future__ import annotations
 
 import base64
+import bz2
+import functools
 import hashlib
 import json
+import random
+import subprocess
 import sys
+import time
 import unicodedata
+from types import SimpleNamespace
 
 import pytest
 
@@ -23,6 +29,8 @@ from test_hostile_server import CMD, MANIFEST, PATCH12, PLAT, Tree, _payload, as
 from pyi_selfupdate import Updater
 from pyi_selfupdate.errors import ManifestError, SelfUpdateError
 from pyi_selfupdate.protocol import decode_manifest, go_key
+from pyi_selfupdate.release import release
+from pyi_selfupdate.release.keys import generate_private_key, write_private_key
 
 SHA_A = base64.b64encode(b"\1" * 32).decode()
 SHA_B = base64.b64encode(b"\2" * 32).decode()
@@ -181,3 +189,94 @@ def test_every_hostile_manifest_is_a_self_update_error(name, signed, tree, updat
         assert result is None or (result.to_version == "2.0" and tree.target.read_bytes() == _payload("2.0"))
     stray = {p.name for p in tree.app_dir.iterdir()} - {CMD, f".{CMD}.lock", "update"}
     assert stray == set()
+
+
+# ----------------------------------------------------------------- patch memory
+
+
+def _offt(x: int) -> bytes:
+    return (abs(x) | (1 << 63 if x < 0 else 0)).to_bytes(8, "little")
+
+
+def _bz2_of(piece: bytes, times: int) -> bytes:
+    """bzip2 of ``piece * times``, compressed piece by piece (the test process stays small)."""
+    comp = bz2.BZ2Compressor(9)
+    block = piece * max(1, (1 << 20) // len(piece))
+    per = len(block) // len(piece)
+    out = [comp.compress(block) for _ in range(times // per)]
+    out.append(comp.compress(piece * (times % per)))
+    return b"".join(out) + comp.flush()
+
+
+@functools.lru_cache(maxsize=None)
+def _hostile_patch(new_size: int) -> bytes:
+    """397 bytes of BSDIFF40 claiming a ``new_size`` result, whose control block holds the most
+    (no-op) entries that size allows: 24 * (new_size + 1) bytes, 400 MB for 16 MiB."""
+    ctrl = _bz2_of(bytes(24), new_size + 1)
+    diff, extra = _bz2_of(b"\0", new_size), bz2.compress(b"")
+    return b"BSDIFF40" + _offt(len(ctrl)) + _offt(len(diff)) + _offt(new_size) + ctrl + diff + extra
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory):
+    """A signed release tree of a 16 MiB myapp 2.0 (no patch), and an installed 1.0's bytes."""
+    root = tmp_path_factory.mktemp("big")
+    rng = random.Random(5)
+    key = generate_private_key()
+    write_private_key(root / "release.key", key)
+    build = root / "builds" / CMD
+    build.parent.mkdir()
+    build.write_bytes(rng.randbytes(16 << 20))
+    release(build, "2.0", root / "public", platform=PLAT, cmd_name=CMD,
+            options={"sign_keys": [str(root / "release.key")]})
+    return SimpleNamespace(public=root / "public", key=key, new=build.read_bytes(),
+                           old=rng.randbytes(16 << 20))
+
+
+def test_a_tiny_patch_claiming_16_mib_is_applied_in_bounded_memory(big, serve, tmp_path):
+    """The signed 16 MiB release, and a patch of a few hundred bytes: the client (its own process)
+    refuses the patch, fetches the full binary, and peaks far below the 546 MiB this once took."""
+    server = serve(big.public)
+    patch = _hostile_patch(len(big.new))
+    assert len(patch) < 500
+    server.faults[PATCH12] = Fault(body=patch)
+    target = tmp_path / CMD
+    target.write_bytes(big.old)
+    code = f"""
+import json, logging, time
+from pyi_selfupdate import Updater
+logging.basicConfig(level=logging.INFO)
+
+def peak_mib():  # this process's own high-water mark (ru_maxrss would count the forked parent)
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) // 1024
+
+start = time.monotonic()
+result = Updater(current_version="1.0", api_url={server.url!r}, cmd_name={CMD!r}, platform={PLAT!r},
+                 target={str(target)!r}, public_keys=[{big.key.public_key_text!r}]).update()
+print(json.dumps({{"method": result.method, "bytes": result.bytes_fetched,
+                  "seconds": round(time.monotonic() - start, 1), "peak_mib": peak_mib()}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(out.stdout.splitlines()[-1])
+    print(len(patch), "patch bytes", figures)  # the figures SECURITY.md gives
+    assert "falling back to the full binary" in out.stderr
+    assert figures["method"] == "full" and target.read_bytes() == big.new
+    assert figures["peak_mib"] < 96, figures  # a small multiple of the 16 MiB output, not 546 MiB
+
+
+def test_a_patch_slow_to_apply_ends_at_the_overall_deadline(big, serve, tmp_path, caplog):
+    """16 million control entries take seconds of CPU: the deadline stops them too."""
+    server = serve(big.public)
+    server.faults[PATCH12] = Fault(body=_hostile_patch(len(big.new)))
+    target = tmp_path / CMD
+    target.write_bytes(big.old)
+    updater = Updater(current_version="1.0", api_url=server.url, cmd_name=CMD, platform=PLAT,
+                      target=target, public_keys=[big.key.public_key_text], deadline=1)
+    start = time.monotonic()
+    with pytest.raises(SelfUpdateError, match="overall deadline of 1 s"):
+        updater.update()
+    assert time.monotonic() - start < 1 + 2
+    assert "applying patch" in caplog.text and target.read_bytes() == big.old
+    assert {p.name for p in tmp_path.iterdir()} == {CMD, "update"}
