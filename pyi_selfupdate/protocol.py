@@ -3,8 +3,8 @@
 Everything a server, a Go client and a Python client must agree on lives here:
 the URLs (with Go's ``url.QueryEscape`` escaping), the relative paths of the
 static release tree, the ``<GOOS>-<GOARCH>`` platform names, and the manifest,
-encoded exactly as the Go CLI writes it and decoded as leniently as a Go client
-reads it. Nothing here does I/O.
+encoded exactly as the Go CLI writes it and decoded as a Go client reads it
+(a manifest a Go client could read otherwise is refused). Nothing here does I/O.
 """
 
 from __future__ import annotations
