@@ -305,6 +305,9 @@ def verify_manifest(
         m_plat = extra.get("Platform")
         if not isinstance(m_cmd, str) or not isinstance(m_plat, str):
             raise ValueError("CmdName and Platform must be strings")
+        for name in (KIND_KEY, NOTES_KEY):
+            if extra.get(name) is not None and not isinstance(extra.get(name), str):
+                raise ValueError(f"{name} must be a string")
         size = check_int(extra.get("Size"), "Size")
         serial = check_int(extra.get("Serial"), "Serial")
         exp_text = extra.get("Expires")

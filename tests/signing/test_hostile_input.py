@@ -168,6 +168,7 @@ HOSTILE = {
     "expires a number": lambda t: _signed_with(t, after='"Expires": 12'),
     "kind a list": lambda t: _signed_with(t, after='"Kind": ["folder"]'),
     "notes an object": lambda t: _signed_with(t, after='"Notes": {"a": "b"}'),
+    "notes nested deeply": lambda t: _signed_with(t, after='"Notes": ' + "[" * 950 + "]" * 950),
     "version with a NUL": lambda t: f'{{"Version": "2\\u0000", "Sha256": "{SHA_A}"}}'.encode(),
 }
 
@@ -181,7 +182,7 @@ def test_every_hostile_manifest_is_a_self_update_error(name, signed, tree, updat
     try:
         result = updater(**({} if signed else {"public_keys": None})).update()
     except SelfUpdateError as exc:
-        assert str(exc) and "Traceback" not in str(exc)
+        assert str(exc) and "unexpectedly" not in str(exc)  # its own message, not the net under them
         assert tree.target.read_bytes() == _payload("1.0")
     except BaseException as exc:  # pragma: no cover - the failure this test exists for
         pytest.fail(f"{name}: update() raised {type(exc).__name__}, not a SelfUpdateError: {exc}")
@@ -280,3 +281,19 @@ def test_a_patch_slow_to_apply_ends_at_the_overall_deadline(big, serve, tmp_path
     assert time.monotonic() - start < 1 + 2
     assert "applying patch" in caplog.text and target.read_bytes() == big.old
     assert {p.name for p in tmp_path.iterdir()} == {CMD, "update"}
+
+
+def test_any_other_exception_of_a_check_becomes_a_self_update_error_naming_it(tree, updater, caplog):
+    """The net under every specific refusal: here a custom requester whose stream gives text."""
+    import io
+
+    class TextRequester:
+        def fetch(self, url):
+            return io.StringIO('{"Version": "2.0"}')
+
+    tree.install("1.0")
+    with pytest.raises(SelfUpdateError, match="failed unexpectedly .TypeError.*report") as info:
+        updater(requester=TextRequester()).update()
+    assert isinstance(info.value.__cause__, TypeError)
+    assert tree.target.read_bytes() == _payload("1.0")
+    assert "failed unexpectedly (TypeError" in caplog.text
