@@ -475,9 +475,8 @@ def open_lock_file(file: PathLike) -> int:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, "not a regular file", os.fspath(file))
-        if (hasattr(os, "fchmod") and stat.S_IMODE(st.st_mode) & 0o077
-                and st.st_uid == os.geteuid()):
-            os.fchmod(fd, 0o600)
+        if os.name != "nt" and stat.S_IMODE(st.st_mode) & 0o077 and st.st_uid == os.geteuid():
+            os.fchmod(fd, 0o600)  # (Windows: modes are not permissions; the folder's ACL rules)
     except BaseException:
         os.close(fd)
         raise

@@ -84,6 +84,7 @@ __all__ = [
     "write_serial_state",
     "serial_lock",
     "check_public_keys",
+    "MAX_INT",
     "signed_body_cap",
 ]
 
@@ -481,7 +482,19 @@ def serial_lock(path: Union[str, "os.PathLike[str]"]) -> Iterator[None]:
             time.sleep(0.01)
         yield
     finally:
-        os.close(fd)  # releases the lock
+        _unlock(fd)
+        os.close(fd)
+
+
+def _unlock(fd: int) -> None:
+    """Release :func:`_try_lock`'s lock (POSIX: closing the descriptor does it)."""
+    if os.name == "nt":  # pragma: no cover - Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        except OSError:
+            pass
 
 
 def _try_lock(fd: int) -> bool:
