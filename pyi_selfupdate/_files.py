@@ -71,7 +71,7 @@ __all__ = [
     "PathLike", "path", "split", "beside", "new_path", "fsync_dir", "content_sha256",
     "NewFile", "NewFolder", "write_advice", "swap", "exchange", "keep_claim", "release_claim", "remove_quietly",
     "is_abandoned", "stamp", "check_writable", "FolderInUseError", "RUNNING_FOLDER_RENAMES",
-    "write_atomic", "fcntl",
+    "write_atomic", "open_lock_file", "fcntl",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -459,6 +459,28 @@ def write_atomic(file: PathLike, data: bytes, mode: int = 0o644) -> None:
         except OSError:
             pass
         raise
+
+
+def open_lock_file(file: PathLike) -> int:
+    """Open (creating it) the lock file ``file`` for reading and writing: mode 0600, no symlink.
+
+    A lock file another user can open is a lock he can hold: a shared lock
+    taken through a read-only descriptor would block every install. So it is
+    created 0600, an existing one of ours with a looser mode is narrowed to
+    0600, and a symlink or anything but a regular file is refused (``OSError``).
+    """
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(os.fspath(file), flags, 0o600)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", os.fspath(file))
+        if os.name != "nt" and stat.S_IMODE(st.st_mode) & 0o077 and st.st_uid == os.geteuid():
+            os.fchmod(fd, 0o600)  # (Windows: modes are not permissions; the folder's ACL rules)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 # ------------------------------------------------------------------ swap

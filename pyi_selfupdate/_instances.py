@@ -119,6 +119,10 @@ class InstanceLock:
     Windows: ``LockFileEx`` shared/exclusive on byte ``_oswin.RUN`` of the lock
     file, upgrades serialized by byte ``_oswin.GATE`` (Windows cannot convert a
     lock in place); released when the process ends, also when it is terminated.
+
+    The lock file is created mode 0600, never through a symlink
+    (:func:`pyi_selfupdate._files.open_lock_file`): another user who could open
+    it could hold it shared for ever, and no install would ever happen.
     """
 
     def __init__(self, path: PathLike) -> None:
@@ -139,7 +143,7 @@ class InstanceLock:
         if self._fd is None:
             try:
                 os.makedirs(os.path.dirname(os.fspath(self.path)), exist_ok=True)
-                fd = os.open(os.fspath(self.path), os.O_RDWR | os.O_CREAT, 0o666)
+                fd = _files.open_lock_file(self.path)
             except OSError as exc:
                 raise InstallError(
                     f"cannot open the instance lock {self.path} ({exc}); the folder of the "

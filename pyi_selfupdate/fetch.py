@@ -376,7 +376,8 @@ def download(requester: Any, url: str, part: Any, cap: int, budget: Budget, phas
     part = os.fspath(part)
     meta = part + ".json"
     os.makedirs(os.path.dirname(part), exist_ok=True)
-    fd = os.open(part, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600)
+    # never through a symlink planted at the name (ELOOP: Updater reports it as an InstallError)
+    fd = os.open(part, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0), 0o600)
     mine = fcntl is None
     try:
         if fcntl is not None:

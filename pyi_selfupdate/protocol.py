@@ -3,8 +3,8 @@
 Everything a server, a Go client and a Python client must agree on lives here:
 the URLs (with Go's ``url.QueryEscape`` escaping), the relative paths of the
 static release tree, the ``<GOOS>-<GOARCH>`` platform names, and the manifest,
-encoded exactly as the Go CLI writes it and decoded as leniently as a Go client
-reads it. Nothing here does I/O.
+encoded exactly as the Go CLI writes it and decoded as a Go client reads it
+(a manifest a Go client could read otherwise is refused). Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ __all__ = [
     "go_platform",
     "encode_manifest",
     "decode_manifest",
+    "go_key",
     "validate_name",
 ]
 
@@ -57,12 +58,18 @@ def validate_name(value: str, what: str) -> str:
 
     Refuses what could escape a folder of the release tree or a URL segment:
     empty strings, ``.`` and ``..``, ``/``, ``\\``, NUL and other control
-    characters. ``what`` names the field in the error ("version", "cmd name", ...).
+    characters, lone UTF-16 surrogates (no UTF-8 name holds them). ``what``
+    names the field in the error ("version", "cmd name", ...).
     """
     if not isinstance(value, str) or value == "":
         raise InvalidNameError(f"the {what} is empty; give a non-empty {what}")
     if value in (".", ".."):
         raise InvalidNameError(f"the {what} {value!r} would escape its folder; choose another {what}")
+    if any("\ud800" <= c <= "\udfff" for c in value):
+        raise InvalidNameError(
+            f"the {what} {value!r} holds a lone UTF-16 surrogate, which no file or URL name can "
+            f"hold; use a {what} of valid Unicode text"
+        )
     bad = sorted({c for c in value if c in "/\\" or ord(c) < 0x20 or ord(c) == 0x7F})
     if bad:
         shown = ", ".join(repr(c) for c in bad)
@@ -261,7 +268,7 @@ class Manifest:
                 "republish the release with pyi-selfupdate release"
             )
         for key in self.extra:
-            if key.lower() in ("version", "sha256"):
+            if go_key(key) in _GO_FIELDS:
                 raise ManifestError(
                     f"extra manifest field {key!r} would clash with a Go client's "
                     "case-insensitive Version/Sha256; rename it"
@@ -333,16 +340,77 @@ def encode_manifest(manifest: Manifest) -> bytes:
     return _go_value(doc, "").encode("utf-8")
 
 
-def decode_manifest(data: bytes, *, source: str = "the manifest") -> Manifest:
-    """Read a manifest as leniently as a Go client does.
+def _simple_fold(ch: str) -> str:
+    """``ch`` under Unicode simple case folding (CaseFolding.txt, status C and S).
 
-    Keys match case-insensitively (the last one wins, as in Go), unknown fields
-    are kept in ``extra``; a missing or non-string ``Version``, or a ``Sha256``
-    that is not standard base64 of 32 bytes, is a :class:`ManifestError`.
-    ``source`` (a URL or path) names the manifest in error messages.
+    ``str.casefold`` is the full folding (``ß`` -> ``ss``); where it gives one
+    character it is the simple one (status C). Where the full folding gives
+    several, the simple one is the simple lower-case mapping when that is one
+    character (status S: ``ẞ`` -> ``ß``), else the character itself (``ß``,
+    ``İ``: Go's ``unicode.SimpleFold`` leaves ``İ`` and ``ı`` alone too).
+    """
+    folded = ch.casefold()
+    if len(folded) == 1:
+        return folded
+    lower = ch.lower()
+    return lower if len(lower) == 1 else ch
+
+
+def go_key(key: str) -> str:
+    """``key`` as Go's ``encoding/json`` compares object keys with struct fields.
+
+    Go matches a key to a field by ``bytes.EqualFold``: equal under Unicode simple
+    case folding, so ``VERSION``, ``version``, ``\\u017fha256`` (long s) and
+    ``\\u212aind`` (Kelvin sign) name its ``Version``, ``Sha256`` and a ``Kind``
+    field. Two keys name the same Go field exactly when their ``go_key`` are equal.
+    """
+    return "".join(ch.lower() if ch < "\\x80" else _simple_fold(ch) for ch in key)
+
+
+#: The fields a Go client reads (go-selfupdate's ``Version`` and ``Sha256``), as :func:`go_key` gives them.
+_GO_FIELDS = {go_key("Version"): "Version", go_key("Sha256"): "Sha256"}
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ManifestError(f"holds {name}, which is not JSON (a Go client refuses the manifest)")
+
+
+class _Pairs(dict):
+    """A decoded JSON object that remembers its keys in order, duplicates included."""
+
+    def __init__(self, pairs: list) -> None:
+        super().__init__(pairs)
+        self.keys_in_order = [key for key, _ in pairs]
+
+
+def decode_manifest(data: bytes, *, source: str = "the manifest") -> Manifest:
+    """Read a manifest exactly as a Go client reads its ``Version`` and ``Sha256``.
+
+    Go's ``encoding/json`` matches keys to fields case-insensitively (Unicode
+    simple folding, :func:`go_key`) and, when several keys match one field,
+    keeps the last; Python's ``json`` keeps the last of keys that are equal
+    byte for byte. So that no manifest reads one way here and another way in a
+    Go client (or in the signature check), a manifest where two keys fold to
+    the same name (``Version`` and ``version``, ``Sha256`` and ``\\u017fha256``,
+    a key given twice) is refused; a single key matching ``Version`` or ``Sha256``
+    in any case is read as it. Unknown fields are kept in ``extra``.
+
+    Refused too, each a :class:`ManifestError` naming the problem: what is not
+    UTF-8 JSON, ``NaN`` and ``Infinity`` (not JSON: Go refuses them), nesting
+    too deep to decode, lone UTF-16 surrogates (Go reads them as U+FFFD), a
+    missing or non-string ``Version``, a ``Sha256`` that is not standard base64
+    of 32 bytes. ``source`` (a URL or path) names the manifest in error messages.
     """
     try:
-        doc = json.loads(data.decode("utf-8-sig") if isinstance(data, bytes) else data)
+        text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+        doc = json.loads(text, object_pairs_hook=_Pairs, parse_constant=_refuse_constant)
+    except ManifestError as exc:
+        raise ManifestError(f"{source} {exc}; republish the release") from None
+    except RecursionError:
+        raise ManifestError(
+            f"{source} nests arrays or objects too deeply to be a manifest; the server must "
+            "serve the <plat>.json written by pyi-selfupdate release or go-selfupdate"
+        ) from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise ManifestError(
             f"{source} is not valid JSON ({exc}); the server must serve the "
@@ -350,14 +418,15 @@ def decode_manifest(data: bytes, *, source: str = "the manifest") -> Manifest:
         ) from None
     if not isinstance(doc, dict):
         raise ManifestError(f"{source} is not a JSON object; republish the release")
+    _check_decoded(doc, source)
     version: Optional[Any] = None
     sha_text: Optional[Any] = None
     extra: dict = {}
     for key, value in doc.items():
-        low = key.lower()
-        if low == "version":
+        field = _GO_FIELDS.get(go_key(key))
+        if field == "Version":
             version = value
-        elif low == "sha256":
+        elif field == "Sha256":
             sha_text = value
         else:
             extra[key] = value
@@ -376,3 +445,34 @@ def decode_manifest(data: bytes, *, source: str = "the manifest") -> Manifest:
             f"{source}: Sha256 decodes to {len(sha)} bytes, not 32; republish the release"
         )
     return Manifest(version=version, sha256=sha, extra=extra)
+
+
+def _check_decoded(doc: Any, source: str) -> None:
+    """Refuse, at every level, two keys of one object that a Go client takes for one field,
+    and lone UTF-16 surrogates (no UTF-8 name holds them; Go reads them as U+FFFD)."""
+    todo = [doc]
+    while todo:  # no recursion: json accepts nesting deeper than Python's own limit
+        value = todo.pop()
+        if isinstance(value, str):
+            if any("\ud800" <= ch <= "\udfff" for ch in value):
+                raise ManifestError(
+                    f"{source} holds a lone UTF-16 surrogate in {value!r}, which a Go client reads "
+                    "as U+FFFD and no file or URL name can hold; republish the release"
+                )
+        elif isinstance(value, list):
+            todo.extend(value)
+        elif isinstance(value, _Pairs):
+            seen: dict = {}
+            for key in value.keys_in_order:
+                folded = go_key(key)
+                if folded in seen:
+                    first = seen[folded]
+                    how = f"{key!r} twice" if first == key else f"as {first!r} and as {key!r}"
+                    raise ManifestError(
+                        f"{source} gives one key {how}: a Go client matches keys case-insensitively "
+                        "and keeps the last, so it could read another value than this client; "
+                        "refusing it. Republish the release with pyi-selfupdate release"
+                    )
+                seen[folded] = key
+            todo.extend(value.keys_in_order)
+            todo.extend(value.values())

@@ -139,6 +139,8 @@ LIMIT_ROWS: Tuple[Tuple[str, Any, str, str], ...] = (
     ("max_redirects", 30, "redirects", "followed within the configured server (never to another host)"),
     ("max_signatures", 16, "entries", "signatures in one manifest (more is an attack, not a key rotation)"),
     ("lock_wait", 60.0, "seconds", "a launch waits this long for another instance's install"),
+    ("state_lock_wait", 10.0, "seconds", "the longest wait for another process recording the accepted "
+                                         "serial (held for milliseconds)"),
     ("burst", 5.0, "seconds", "a launch installing at exit waits for copies started at most this long before "
                               "it (the same burst of launches), not for older ones"),
     ("orphan_staged_age", 600.0, "seconds", "a staged binary without its sidecar is a leftover after this long"),
@@ -165,6 +167,7 @@ class Limits(_Frozen):
     max_redirects: int
     max_signatures: int
     lock_wait: float
+    state_lock_wait: float
     burst: float
     orphan_staged_age: float
     backoff_first: float

@@ -45,16 +45,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import datetime as _dt
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
-from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _lazy
 from ._files import write_atomic
-from .errors import ConfigError, SignatureError
+from .errors import ConfigError, InstallError, SignatureError
 from .protocol import FILE, KIND_KEY, NOTES_KEY, Manifest
 from .settings import LIMITS
 
@@ -80,7 +82,9 @@ __all__ = [
     "SerialState",
     "read_serial_state",
     "write_serial_state",
+    "serial_lock",
     "check_public_keys",
+    "MAX_INT",
     "signed_body_cap",
 ]
 
@@ -229,10 +233,15 @@ def signed_message(
     return DOMAIN + json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
+#: The largest Size or Serial: a signed 64-bit integer, as every JSON reader holds exactly.
+MAX_INT = (1 << 63) - 1
+
+
 def check_int(value: Any, what: str) -> int:
-    """``value`` if it is a non-negative int (not a bool); ValueError naming ``what`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{what} must be a non-negative integer, not {value!r}")
+    """``value`` if it is an int (not a bool) from 0 to :data:`MAX_INT`; ValueError naming ``what`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+        raise ValueError(f"{what} must be an integer from 0 to 2**63-1, not {shown}")
     return value
 
 
@@ -297,6 +306,9 @@ def verify_manifest(
         m_plat = extra.get("Platform")
         if not isinstance(m_cmd, str) or not isinstance(m_plat, str):
             raise ValueError("CmdName and Platform must be strings")
+        for name in (KIND_KEY, NOTES_KEY):
+            if extra.get(name) is not None and not isinstance(extra.get(name), str):
+                raise ValueError(f"{name} must be a string")
         size = check_int(extra.get("Size"), "Size")
         serial = check_int(extra.get("Serial"), "Serial")
         exp_text = extra.get("Expires")
@@ -422,10 +434,86 @@ def read_serial_state(path: Union[str, "os.PathLike[str]"]) -> Optional[SerialSt
         ) from None
 
 
-def write_serial_state(path: Union[str, "os.PathLike[str]"], state: SerialState) -> None:
-    """Atomically replace the state file with ``state`` (fresh temporary name, fsync, rename)."""
+def write_serial_state(path: Union[str, "os.PathLike[str]"], state: SerialState) -> SerialState:
+    """Record ``state`` unless the file holds a serial as high already; return what it holds then.
+
+    Call it under :func:`serial_lock` (the read-compare-write must not interleave
+    with another process's). The file is replaced atomically under a fresh,
+    unpredictable temporary name (:func:`~pyi_selfupdate._files.write_atomic`).
+    """
+    current = read_serial_state(path)
+    if current is not None and current.serial >= state.serial:
+        return current
     data = json.dumps({"Serial": state.serial, "Version": state.version}).encode("utf-8")
     write_atomic(path, data)
+    return state
+
+
+@contextlib.contextmanager
+def serial_lock(path: Union[str, "os.PathLike[str]"]) -> Iterator[None]:
+    """Hold ``<path>.lock`` exclusively: one process at a time reads, checks and raises the serial.
+
+    Without it two processes that each read serial 3 could write 5 and then 4,
+    lowering it. The lock file is created mode 0600 (another user could hold a
+    lock on a file he can open), never through a symlink. Waits at most
+    ``LIMITS.state_lock_wait`` seconds for another process; :class:`InstallError`
+    naming the lock file then, or when it cannot be opened.
+    """
+    from ._files import open_lock_file
+
+    lock_path = os.fspath(path) + ".lock"
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(lock_path)), exist_ok=True)
+        fd = open_lock_file(lock_path)
+    except OSError as exc:
+        raise InstallError(
+            f"cannot open {lock_path} ({exc.strerror or exc}) to record the accepted serial; make "
+            f"{os.path.dirname(os.path.abspath(lock_path))} writable by the user running the app"
+        ) from None
+    try:
+        deadline = time.monotonic() + LIMITS.state_lock_wait
+        while not _try_lock(fd):
+            if time.monotonic() >= deadline:
+                raise InstallError(
+                    f"another process has held {lock_path} for over {LIMITS.state_lock_wait:g} s; "
+                    "the accepted serial cannot be recorded: end that process (or remove the lock "
+                    "file if it belongs to another user) and retry"
+                )
+            time.sleep(0.01)
+        yield
+    finally:
+        _unlock(fd)
+        os.close(fd)
+
+
+def _unlock(fd: int) -> None:
+    """Release :func:`_try_lock`'s lock (POSIX: closing the descriptor does it)."""
+    if os.name == "nt":  # pragma: no cover - Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        except OSError:
+            pass
+
+
+def _try_lock(fd: int) -> bool:
+    """An exclusive lock on the open file ``fd`` without waiting; False if another process has it."""
+    if os.name == "nt":  # pragma: no cover - Windows: a byte-range lock on byte 0
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
 
 
 # ------------------------------------------------------------- client policy

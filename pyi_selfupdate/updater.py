@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Tuple, Union
 from . import _files, _instances, _schedule, _staging, signing as _signing
 from ._patch import check_sha256, gunzip_to, patch_stream
 from .archive import FolderArchive, Unpacker
-from .errors import ConfigError, PatchError, SelfUpdateError, SignatureError, VerificationError
+from .errors import ConfigError, InstallError, PatchError, SelfUpdateError, SignatureError, VerificationError
 from .fetch import (
     Budget,
     Requester,
@@ -286,7 +286,13 @@ class Updater:
         """
         if self.current_version == DEV_VERSION:
             return None
-        manifest = self._fetch_manifest(Budget(self.deadline, self.transfer))
+        try:
+            manifest = self._fetch_manifest(Budget(self.deadline, self.transfer))
+        except Exception as exc:
+            error = self._as_update_error(exc)
+            if error is exc:
+                raise
+            raise error from exc
         return None if manifest.version == self.current_version else manifest.version
 
     def update(self) -> Optional[UpdateResult]:
@@ -389,12 +395,15 @@ class Updater:
             self._prepare()
             result = self._run(install=install)
         except Exception as exc:
+            error = self._as_update_error(exc)
             log.warning("update of %s failed, the installed file is untouched: %s",
-                        self.cmd_name, exc)
+                        self.cmd_name, error)
             log.info("update check failed; next attempt after %s", _schedule.format_rfc3339(when))
-            _schedule.record_event(self.state_dir, f"check of {self.current_version} failed: {exc}; "
+            _schedule.record_event(self.state_dir, f"check of {self.current_version} failed: {error}; "
                                                    f"next attempt after {_schedule.format_rfc3339(when)}")
-            raise
+            if error is exc:
+                raise
+            raise error from exc
         finally:
             self.transfer.begin("done")
         if result is None:
@@ -405,6 +414,22 @@ class Updater:
         _schedule.schedule_success(self.cktime_path, self.check_time, self.randomize_time,
                                    failures_path=self.failures_path)
         return result
+
+    def _as_update_error(self, exc: Exception) -> SelfUpdateError:
+        """``exc`` if it is a :class:`SelfUpdateError`, else one that names it and what to do.
+
+        Every refusal of hostile input has its own message; this is the net under
+        them, so that no failure of a check escapes as another exception type.
+        """
+        if isinstance(exc, SelfUpdateError):
+            return exc
+        if isinstance(exc, OSError):
+            return InstallError(
+                f"update of {self.cmd_name} failed: {exc}; {_files.write_advice(exc, self.target)}")
+        return SelfUpdateError(
+            f"update of {self.cmd_name} failed unexpectedly ({type(exc).__name__}: {exc}); the "
+            "installed app is untouched. Please report this to the pyi-selfupdate project with the "
+            f"update log {self.state_dir / 'log'}")
 
     def _prepare(self) -> None:
         """Before any request: the folder must be writable; clean what killed runs left there."""
@@ -510,26 +535,34 @@ class Updater:
         return manifest
 
     def _verify_signed(self, manifest: Manifest, url: str) -> _signing.SignedInfo:
-        """Verify ``manifest`` against ``public_keys`` and the remembered serial; record it."""
+        """Verify ``manifest`` against ``public_keys`` and the remembered serial; record it.
+
+        Read, verified and recorded under the serial's lock: another process
+        checking at the same moment cannot make the serial go down.
+        """
+        own = self.serial_path
         try:
-            own = self.serial_path
-            legacy = Path(_schedule.legacy_file(self.target, self.dir, "serial"))
-            state = _signing.read_serial_state(own if own.exists() or not legacy.exists() else legacy)
-            info = _signing.verify_manifest(
-                manifest, cmd_name=self.cmd_name, platform=self.platform,
-                public_keys=self.public_keys,
-                min_serial=state.serial if state else None,
-                min_serial_version=state.version if state else None,
-                source=url,
-            )
+            with _signing.serial_lock(own):
+                legacy = Path(_schedule.legacy_file(self.target, self.dir, "serial"))
+                state = _signing.read_serial_state(own if own.exists() or not legacy.exists() else legacy)
+                info = _signing.verify_manifest(
+                    manifest, cmd_name=self.cmd_name, platform=self.platform,
+                    public_keys=self.public_keys,
+                    min_serial=state.serial if state else None,
+                    min_serial_version=state.version if state else None,
+                    source=url,
+                )
+                log.info("%s: manifest signed by key %s, serial %d", self.cmd_name, info.key_id, info.serial)
+                try:
+                    _signing.write_serial_state(own, _signing.SerialState(info.serial, manifest.version))
+                except OSError as exc:
+                    raise InstallError(
+                        f"cannot record the accepted serial in {own} ({exc.strerror or exc}); "
+                        f"{_files.write_advice(exc, own)}"
+                    ) from None
         except SignatureError as exc:
             log.error("refusing the update of %s: %s", self.cmd_name, exc)
             raise
-        log.info("%s: manifest signed by key %s, serial %d", self.cmd_name, info.key_id, info.serial)
-        if state is None or info.serial > state.serial:
-            self.serial_path.parent.mkdir(parents=True, exist_ok=True)
-            _signing.write_serial_state(self.serial_path,
-                                        _signing.SerialState(info.serial, manifest.version))
         return info
 
     def _body_cap(self, unsigned_cap: int) -> int:
@@ -565,7 +598,8 @@ class Updater:
                 patch = part.read_bytes()
                 with _NewTarget(self.target, self.kind) as out:
                     patch_stream(read_old, size, patch, out.write, max_new_size=self._binary_cap(
-                        min(LIMITS.binary_bytes, 4 * size + LIMITS.patch_slack)))
+                        min(LIMITS.binary_bytes, 4 * size + LIMITS.patch_slack)),
+                        check=lambda: _check_deadline(counter, f"applying patch {url}"))
                     del patch
                     check_sha256(out.digest(), manifest.sha256, f"the result of patch {url}")
                     return out.finish()
@@ -655,6 +689,13 @@ class _NewTarget:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is not None:
             self._out.discard()
+
+
+def _check_deadline(counter: Budget, what: str) -> None:
+    """PatchError once the overall deadline of the check has passed (a patch that is slow to apply)."""
+    if counter.deadline is not None and time.monotonic() > counter.deadline:
+        raise PatchError(f"{what} is still unfinished after the overall deadline of {counter.seconds:g} s; "
+                         "giving it up")
 
 
 def _setting(name: str, value: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import io
+import random
 import time
 import urllib.parse
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pyi_selfupdate import FetchError, PatchError, Updater, VerificationError
-from pyi_selfupdate._patch import apply_patch, bsdiff_header, gunzip_to
+from pyi_selfupdate._patch import bsdiff_header, gunzip_to, patch_stream
 from pyi_selfupdate.fetch import RequestsRequester
 
 from _installed import python_env
@@ -175,6 +176,12 @@ def test_importing_the_client_does_not_import_requests():
 # ------------------------------------------------------------- patch and gunzip limits
 
 
+def apply_patch(old: bytes, patch: bytes, *, max_new_size: int) -> bytes:
+    out = io.BytesIO()
+    patch_stream(lambda o, n: old[o:o + n], len(old), patch, out.write, max_new_size=max_new_size)
+    return out.getvalue()
+
+
 def _patch(ctrl: bytes, diff: bytes, extra: bytes, new_size: int) -> bytes:
     blocks = [bz2.compress(ctrl), bz2.compress(diff), bz2.compress(extra)]
     head = b"BSDIFF40" + b"".join(n.to_bytes(8, "little")
@@ -190,11 +197,14 @@ def test_patch_header_size_checked_before_allocation(go_tree):
         apply_patch(b"old", huge, max_new_size=1 << 30)
 
 
-def test_patch_bzip2_bomb_is_refused():
-    bomb = _patch(b"", b"\0" * (20 << 20), b"", new_size=1000)
+def test_patch_bzip2_bomb_is_refused_without_decompressing_it():
+    ctrl = (1000).to_bytes(8, "little") + bytes(16)  # one entry: add 1000 diff bytes
+    bomb = _patch(ctrl, b"\0" * (20 << 20), b"", new_size=1000)
     assert len(bomb) < 100_000
-    with pytest.raises(PatchError, match="more than 1000 bytes"):
+    with pytest.raises(PatchError, match="diff block is longer than its control data says"):
         apply_patch(b"old", bomb, max_new_size=1 << 30)
+    with pytest.raises(PatchError, match="control block ends"):  # no control data at all
+        apply_patch(b"old", _patch(b"", b"\0" * (20 << 20), b"", new_size=1000), max_new_size=1 << 30)
 
 
 @pytest.mark.parametrize("data", [b"", b"BSDIFF4", b"BSDIFF41" + b"\0" * 24,
@@ -233,3 +243,27 @@ def test_gunzip_cap_and_members():
                   source="x.gz")
     with pytest.raises(VerificationError, match="empty"):
         gunzip_to(io.BytesIO(b"").read, lambda b: None, max_size=10, source="x.gz")
+
+
+def test_streamed_patch_equals_bsdiff4_for_any_control_data():
+    """Runs of entries applied together give bsdiff4's own result: entries of every size,
+    seeks backwards and out of the old file, empty entries; chunks small enough to split them."""
+    import bsdiff4.core
+
+    rng = random.Random(7)
+    for trial in range(60):
+        old = rng.randbytes(rng.randrange(0, 5000))
+        entries, size = [], 0
+        for _ in range(rng.randrange(1, 80)):
+            add, copy = rng.choice([0, 1, 3, 50, 700]), rng.choice([0, 0, 1, 20, 900])
+            entries.append((add, copy, rng.randrange(-3000, 3000)))
+            size += add + copy
+        enc = bsdiff4.core.encode_int64
+        ctrl = b"".join(enc(a) + enc(c) + enc(s) for a, c, s in entries)
+        diff = rng.randbytes(sum(a for a, _, _ in entries))
+        extra = rng.randbytes(sum(c for _, c, _ in entries))
+        want = bsdiff4.core.patch(old, size, ctrl, diff, extra)
+        out = io.BytesIO()
+        patch_stream(lambda o, n: old[o:o + n], len(old), _patch(ctrl, diff, extra, size), out.write,
+                     max_new_size=1 << 20, chunk=rng.choice([64, 1000, 1 << 20]))
+        assert out.getvalue() == want, trial
