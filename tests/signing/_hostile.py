@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import time
 from dataclasses import dataclass
 
 
@@ -46,6 +47,96 @@ def endless_body(server, path: str, *, chunk: bytes = b"", limit: int = 256 << 2
                 sent.total += len(chunk)
         except (BrokenPipeError, ConnectionResetError, OSError):
             pass
+        return True
+
+    server.handler = handle
+    return sent
+
+
+#: a deflate block that decodes to nothing: stored, not final, length 0
+EMPTY_DEFLATE_BLOCK = b"\x00\x00\x00\xff\xff"
+#: the 10-byte header of a gzip member (deflate, no name, no time)
+GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+
+
+def endless_empty_gzip(server, path: str, *, limit: int = 256 << 20) -> Sent:
+    """Answer ``path`` with ``Content-Encoding: gzip`` and a gzip member of empty deflate blocks, forever.
+
+    It decodes to nothing at all: a client counting decoded bytes never reaches
+    its cap, and one that waits for decoded output waits forever.
+    """
+    chunk = EMPTY_DEFLATE_BLOCK * ((64 << 10) // len(EMPTY_DEFLATE_BLOCK))
+    sent = Sent()
+    previous = server.handler
+
+    def handle(request) -> bool:
+        if request.path != path:
+            return bool(previous and previous(request))
+        request.send_response(200)
+        request.send_header("Content-Type", "application/octet-stream")
+        request.send_header("Content-Encoding", "gzip")
+        request.send_header("Connection", "close")
+        request.end_headers()
+        request.close_connection = True
+        try:
+            request.wfile.write(GZIP_HEADER)
+            while sent.total < limit:
+                request.wfile.write(chunk)
+                sent.total += len(chunk)
+        except OSError:
+            pass
+        return True
+
+    server.handler = handle
+    return sent
+
+
+def drip_headers(server, path: str, *, interval: float = 0.5, limit: float = 60.0) -> Sent:
+    """Answer ``path`` with a status line, then headers one byte every ``interval`` seconds, never ending them.
+
+    Every read of the client returns a byte well within any read timeout.
+    ``limit`` (seconds) keeps a broken client from holding the test forever.
+    """
+    sent = Sent()
+    previous = server.handler
+
+    def handle(request) -> bool:
+        if request.path != path:
+            return bool(previous and previous(request))
+        request.close_connection = True
+        end = time.monotonic() + limit
+        try:
+            request.wfile.write(b"HTTP/1.1 200 OK\r\nX-Drip: ")
+            while time.monotonic() < end:
+                request.wfile.write(b"a")
+                sent.total += 1
+                time.sleep(interval)
+        except OSError:
+            pass
+        return True
+
+    server.handler = handle
+    return sent
+
+
+def slow_redirects(server, path: str, *, delay: float = 0.45, hops: int = 1000) -> Sent:
+    """Answer ``path`` with a same-origin redirect to ``path?n=1``, then ``?n=2``..., each after ``delay`` s.
+
+    ``total`` counts the redirects sent.
+    """
+    sent = Sent()
+    previous = server.handler
+
+    def handle(request) -> bool:
+        if request.path.split("?")[0] != path:
+            return bool(previous and previous(request))
+        time.sleep(delay)
+        n = int(request.path.partition("?n=")[2] or 0)
+        request.send_response(302)
+        request.send_header("Location", f"{path}?n={n + 1 if n < hops else 0}")
+        request.send_header("Content-Length", "0")
+        request.end_headers()
+        sent.total += 1
         return True
 
     server.handler = handle

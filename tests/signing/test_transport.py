@@ -11,7 +11,9 @@ from pyi_selfupdate.release.keys import generate_private_key
 
 @pytest.mark.parametrize("host, loopback", [
     ("127.0.0.1", True), ("127.8.9.10", True), ("::1", True), ("[::1]", True),
-    ("localhost", True), ("LOCALHOST", True), ("app.localhost", True),
+    ("localhost", True), ("LOCALHOST", True),
+    # any other name may resolve anywhere (a hosts file, a resolver): *.localhost included
+    ("app.localhost", False), ("localhost.", False), ("localhost.example.com", False),
     ("10.0.0.1", False), ("example.com", False), ("127.0.0.1.example.com", False), ("", False), (None, False),
 ])
 def test_loopback_hosts(host, loopback):
@@ -22,6 +24,7 @@ def test_loopback_hosts(host, loopback):
     ("https://u.example/", False, None, True),
     ("https://u.example/", False, False, True),
     ("http://127.0.0.1:9/", False, False, True),
+    ("http://app.localhost:9/", False, None, False),
     ("http://u.example/", True, None, True),
     ("http://u.example/", False, None, False),
     ("http://u.example/", False, True, True),
