@@ -174,7 +174,11 @@ class RequestsRequester:
                 raise FetchError(
                     f"cannot fetch {url}: {exc}; check the network connection and the update URL"
                 ) from None
-            if dog is not None:  # an adapter of the app's own: at least its body is watched
+            if dog is not None:
+                if dog.over():  # cut while the headers came: what came is not an answer
+                    resp.close()
+                    raise budget.late(url, "answered")  # type: ignore[union-attr]
+                # an adapter of the app's own: at least the body is watched
                 dog.watch(getattr(getattr(resp.raw, "_connection", None), "sock", None))
             stream = self._stream(resp, url, start, cap, dog, budget)
         except BaseException:
@@ -215,19 +219,30 @@ class RequestsRequester:
             stream.length = body
             if resp.status_code == 206:
                 first, total = _content_range(resp.headers.get("Content-Range", ""))
-                if first != start or start == 0:  # not the range asked for: start again from 0
-                    resp.close()
-                    if dog is not None:
-                        dog.close()
+                if first != start:  # not the range asked for: start again from 0
                     if start == 0:
                         raise FetchError(f"{url} answered a request for the whole file with a part "
                                          "of it (HTTP 206); check the server")
+                    resp.close()
+                    if dog is not None:
+                        dog.close()
                     return None
                 stream.offset, stream.length = start, total
             return stream
         except BaseException:
             resp.close()
             raise
+
+
+def _content_range(value: str) -> Tuple[Optional[int], Optional[int]]:
+    """``(first byte, total size)`` of a ``Content-Range: bytes a-b/total`` header."""
+    try:
+        unit, _, rest = value.strip().partition(" ")
+        span, _, total = rest.partition("/")
+        first = int(span.split("-", 1)[0])
+        return (first if unit == "bytes" else None), (int(total) if total.strip().isdigit() else None)
+    except ValueError:
+        return None, None
 
 
 @contextlib.contextmanager
@@ -552,6 +567,7 @@ def download(requester: Any, url: str, part: Any, cap: int, budget: Budget, phas
     os.makedirs(os.path.dirname(part), exist_ok=True)
     fd = os.open(part, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600)
     mine = fcntl is None
+    done = False
     try:
         if fcntl is not None:
             try:
@@ -594,6 +610,7 @@ def download(requester: Any, url: str, part: Any, cap: int, budget: Budget, phas
                 while view:
                     view = view[os.write(fd, view):]
             os.fsync(fd)
+            done = True
         finally:
             close_quietly(stream)
     except OSError as exc:
@@ -606,7 +623,7 @@ def download(requester: Any, url: str, part: Any, cap: int, budget: Budget, phas
                            f"{write_advice(exc, Path(part))}") from None
     finally:
         try:
-            if mine and os.fstat(fd).st_size == 0:  # nothing came (a 404, a refused connection): no trace
+            if mine and not done and os.fstat(fd).st_size == 0:  # nothing came (a 404, a cut): no trace
                 for path in (part, meta):
                     if os.path.exists(path):
                         os.unlink(path)

@@ -376,12 +376,18 @@ class Updater:
             self._prepare()
             result = self._run(install=install)
         except Exception as exc:
+            if not isinstance(exc, SelfUpdateError):  # a bug or an unforeseen failure: still one error type
+                log.debug("unexpected failure of the update of %s", self.cmd_name, exc_info=True)
+                exc = SelfUpdateError(
+                    f"the update check failed unexpectedly ({type(exc).__name__}: {exc}); the installed "
+                    "app is untouched and a later launch retries; if this persists, report it with "
+                    "the app's update log")
             log.warning("update of %s failed, the installed file is untouched: %s",
                         self.cmd_name, exc)
             log.info("update check failed; next attempt after %s", _schedule.format_rfc3339(when))
             _schedule.record_event(self.state_dir, f"check of {self.current_version} failed: {exc}; "
                                                    f"next attempt after {_schedule.format_rfc3339(when)}")
-            raise
+            raise exc from None
         finally:
             self.transfer.begin("done")
         if result is None:

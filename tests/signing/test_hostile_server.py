@@ -467,6 +467,16 @@ def test_a_custom_requester_is_held_to_the_deadline_after_every_read(tree, updat
     assert_refused(caplog, tree, "1.0", "overall deadline")
 
 
+def test_an_empty_body_is_a_clear_error(tree, updater, server, caplog):
+    """Every failure of update() is a SelfUpdateError naming the problem, never a stray OSError."""
+    server.faults[PATCH12] = Fault(status=404)
+    server.faults[FULL2] = Fault(body=b"")
+    tree.install("1.0")
+    with pytest.raises(SelfUpdateError, match=FULL2.replace(".", r"\.")):
+        updater().update()
+    assert_refused(caplog, tree, "1.0", FULL2)
+
+
 # ------------------------------------------------------------------ transport
 
 
