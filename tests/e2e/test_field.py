@@ -90,7 +90,7 @@ def test_immediate_mode_starts_within_its_budget_against_a_hostile_server(kind, 
     elif kind == "dripped headers":
         drip_headers(server, "/" + _rel("manifest"), interval=0.5)
     else:
-        sent = endless_empty_gzip(server, "/" + _rel("manifest"))
+        sent = endless_empty_gzip(server, "/" + _rel("manifest"), limit=4 << 30)  # 3.5 GB took 20 s before
     proc, elapsed = _timed(exe, "top", "-n", "2", stdin=TEXT)
     _ok(proc, "the 3\ncat 2\n")
     assert elapsed < baseline + 5 + LIMITS.exit_check + 1.5, (elapsed, proc.stderr)  # immediate_wait: 5 s

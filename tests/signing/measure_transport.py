@@ -83,7 +83,8 @@ def attacks(server: ReleaseServer):
 
 def run_client(api: str, tree: Tree, deadline: float) -> dict:
     out = subprocess.run([sys.executable, "-c", CLIENT, api, str(tree.target), tree.key.public_key_text,
-                          str(deadline)], capture_output=True, text=True, timeout=600)
+                          str(deadline)], capture_output=True, text=True, timeout=600,
+                         cwd=tree.root)  # the installed pyi_selfupdate, not a source tree in the cwd
     return json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else {"error": out.stderr}
 
 
