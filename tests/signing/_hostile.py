@@ -5,6 +5,10 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import select
+import socket
+import ssl
+import threading
 import time
 from dataclasses import dataclass
 
@@ -141,3 +145,90 @@ def slow_redirects(server, path: str, *, delay: float = 0.45, hops: int = 1000) 
 
     server.handler = handle
     return sent
+
+
+#: A self-signed certificate for 127.0.0.1 and its key (valid 2026-11-30 to 2126): pass
+#: the certificate's file as ``requests``' ``verify`` to trust it.
+TLS_CERT = """-----BEGIN CERTIFICATE-----
+MIIBkDCCATagAwIBAgIUT/UQyqahyJHYkUVBIZA5Pbl4ZEUwCgYIKoZIzj0EAwIw
+FDESMBAGA1UEAwwJMTI3LjAuMC4xMCAXDTI2MTEzMDExNTIzNloYDzIxMjYxMTA2
+MTE1MjM2WjAUMRIwEAYDVQQDDAkxMjcuMC4wLjEwWTATBgcqhkjOPQIBBggqhkjO
+PQMBBwNCAASDFi4PETb9YvF+iO9ZjcCPItpb4FiV0HfiXDNwFkfOH8K+Dq1NXGCC
+Xvn5rRI+WK/J7JPKeHboLdG/OXbpxPSro2QwYjAdBgNVHQ4EFgQUGCdqBZe/ril2
+/axUe9cWB2rCOecwHwYDVR0jBBgwFoAUGCdqBZe/ril2/axUe9cWB2rCOecwDwYD
+VR0TAQH/BAUwAwEB/zAPBgNVHREECDAGhwR/AAABMAoGCCqGSM49BAMCA0gAMEUC
+IQDtHzX0L6GrFuXIWMhh4EomU1tnPHo2ZfO/jUB9yWFdHQIgHz9seYorFmd1OUkz
+TJm3OwtKetzME4ynJmkfw+PDS7w=
+-----END CERTIFICATE-----
+"""
+TLS_KEY = """-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgd6Uu594/4XHLpf5S
+mP+yDmLvo2tPgVszrXGQxH8OohahRANCAASDFi4PETb9YvF+iO9ZjcCPItpb4FiV
+0HfiXDNwFkfOH8K+Dq1NXGCCXvn5rRI+WK/J7JPKeHboLdG/OXbpxPSr
+-----END PRIVATE KEY-----
+"""
+
+
+def tls_dripper(tmp_path, *, during_handshake: bool, interval: float = 0.3, limit: float = 30.0):
+    """An HTTPS server on 127.0.0.1 that drips, one byte every ``interval`` s: its handshake, or its headers.
+
+    Returns ``(url, cert_file, sent)``. ``during_handshake``: the TLS handshake
+    itself comes a byte at a time (a real TLS server behind a slow relay);
+    otherwise the handshake is quick and the headers never end.
+    """
+    cert, key = tmp_path / "tls-cert.pem", tmp_path / "tls-key.pem"
+    cert.write_text(TLS_CERT)
+    key.write_text(TLS_KEY)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    sent = Sent()
+
+    def relay(conn) -> None:  # the client's bytes at once, the server's a byte at a time
+        near, far = socket.socketpair()
+        threading.Thread(target=lambda: _quietly(lambda: ctx.wrap_socket(far, server_side=True).recv(1)),
+                         daemon=True).start()
+        pending = b""
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            ready, _, _ = select.select([conn, near], [], [], interval)
+            if conn in ready:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                near.sendall(data)
+            if near in ready:
+                pending += near.recv(65536)
+            if pending:
+                conn.sendall(pending[:1])
+                pending = pending[1:]
+                sent.total += 1
+                time.sleep(interval)
+
+    def headers(conn) -> None:
+        tls = ctx.wrap_socket(conn, server_side=True)
+        tls.recv(65536)
+        tls.sendall(b"HTTP/1.1 200 OK\r\nX-Drip: ")
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            tls.sendall(b"a")
+            sent.total += 1
+            time.sleep(interval)
+
+    def serve() -> None:
+        with listener:
+            conn, _ = listener.accept()
+            with conn:
+                _quietly(lambda: (relay if during_handshake else headers)(conn))
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"https://127.0.0.1:{listener.getsockname()[1]}/", cert, sent
+
+
+def _quietly(run) -> None:
+    try:
+        run()
+    except (OSError, ValueError):  # the client hung up
+        pass

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from _hostile import drip_headers, endless_body, endless_empty_gzip, gz_of, slow_redirects  # noqa: E402
+from _hostile import drip_headers, endless_body, endless_empty_gzip, gz_of, slow_redirects, tls_dripper  # noqa: E402
 from _server import Fault  # noqa: E402
 
 from pyi_selfupdate import Updater, signing  # noqa: E402
@@ -424,6 +424,24 @@ def test_slow_redirects_within_the_server_count_toward_the_deadline(tree, update
     tree.install("1.0")
     _refused_within(lambda: updater(deadline=3).update(), "overall deadline of 3 s", 3)
     assert sent.total <= 3 / 0.45 + 2
+    assert_refused(caplog, tree, "1.0", "overall deadline")
+
+
+@pytest.mark.parametrize("during_handshake", [True, False], ids=["handshake", "headers"])
+def test_https_dripped_a_byte_at_a_time_ends_at_the_deadline(tree, updater, tmp_path, caplog, during_handshake):
+    """Over TLS too: the TLS handshake, or the headers after it, a byte every 0.3 s."""
+    import requests
+
+    from pyi_selfupdate.fetch import RequestsRequester
+
+    url, cert, sent = tls_dripper(tmp_path, during_handshake=during_handshake)
+    session = requests.Session()
+    session.verify = str(cert)
+    session.trust_env = False  # REQUESTS_CA_BUNDLE would replace verify (a requests rule)
+    tree.install("1.0")
+    up = updater(deadline=2, api_url=url, requester=RequestsRequester(session=session))
+    _refused_within(up.update, "overall deadline of 2 s", 2)
+    assert 0 < sent.total <= 2 / 0.3 + 2
     assert_refused(caplog, tree, "1.0", "overall deadline")
 
 

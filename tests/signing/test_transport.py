@@ -92,6 +92,27 @@ def test_redirect_policy_is_in_the_session_of_every_requests_requester():
         fetch.refuse_cross_origin_redirect) == 1
 
 
+def test_the_apps_own_session_keeps_its_adapter_settings_under_the_watchdog():
+    """requests' plain adapters are replaced by watched ones with the same settings; the app's own are kept."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    from pyi_selfupdate._watchdog import WatchedAdapter
+    from pyi_selfupdate.fetch import RequestsRequester
+
+    class Custom(HTTPAdapter):
+        pass
+
+    own = requests.Session()
+    own.mount("https://", HTTPAdapter(max_retries=3, pool_maxsize=7))
+    own.mount("http://mirror.example/", Custom())
+    RequestsRequester(session=own).session
+    https = own.get_adapter("https://u.example/")
+    assert isinstance(https, WatchedAdapter) and https.max_retries.total == 3 and https._pool_maxsize == 7
+    assert isinstance(own.get_adapter("http://u.example/"), WatchedAdapter)
+    assert type(own.get_adapter("http://mirror.example/x")) is Custom
+
+
 def test_body_cap_bounds_any_real_compressed_release():
     import gzip
     import os
