@@ -460,13 +460,15 @@ class Budget:
         self.transfer = transfer or Transfer()
 
     def late(self, url: str, what: str = "sent") -> FetchError:
-        """The error of a transfer of ``url`` cut at the deadline."""
-        done = "answered" if what == "answered" else "sent all of itself"
-        return FetchError(
-            f"{url} has not {done} within the overall deadline of {self.seconds:g} s (the server "
-            "is too slow, or stalls on purpose); the transfer was cut, the installed app is "
-            "untouched; retry later, or raise Updater(deadline=) for a very slow link"
-        )
+        """The error of a transfer of ``url`` cut at the deadline (``what``: ``"answered"`` or ``"sent"``)."""
+        if what == "answered":
+            problem = (f"{url} did not answer within the overall deadline of {self.seconds:g} s (it "
+                       "connects, redirects or sends its headers too slowly)")
+        else:
+            problem = (f"the download of {url} was still unfinished at the overall deadline of "
+                       f"{self.seconds:g} s (the server sends too slowly)")
+        return FetchError(f"{problem}; the transfer was cut and the installed app is untouched: "
+                          "retry later, or raise Updater(deadline=) for a very slow link")
 
     def check(self, url: str) -> None:
         """Raise :meth:`late` if the deadline has passed."""

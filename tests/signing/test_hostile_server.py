@@ -380,9 +380,15 @@ def test_a_gzip_encoded_body_is_decoded_within_the_caps(tree, updater, server):
 
 
 def test_an_unknown_content_encoding_is_refused(tree, updater, server, caplog):
-    server.handler = lambda request: (request.send_response(200), request.send_header("Content-Encoding", "br"),
-                                      request.send_header("Content-Length", "4"), request.end_headers(),
-                                      request.wfile.write(b"abcd"), True)[-1]
+    def brotli(request) -> bool:
+        request.send_response(200)
+        request.send_header("Content-Encoding", "br")
+        request.send_header("Content-Length", "4")
+        request.end_headers()
+        request.wfile.write(b"abcd")
+        return True
+
+    server.handler = brotli
     tree.install("1.0")
     with pytest.raises(FetchError, match="Content-Encoding 'br'.*Accept-Encoding: identity"):
         updater().update()
