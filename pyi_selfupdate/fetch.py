@@ -18,6 +18,7 @@ frozen app, and most launches make no request at all.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import time
 from typing import Any, BinaryIO, Callable, Iterator, Optional, Protocol, Tuple
@@ -47,6 +48,11 @@ class Requester(Protocol):
     cannot be had (network error, HTTP status >= 400). The caller reads the
     stream in chunks and closes it (``close()`` is called if the stream has it);
     exceptions raised while reading are reported as fetch failures.
+
+    The overall deadline (``Updater(deadline=)``) cannot interrupt a call into
+    a custom requester: it is checked before every ``fetch`` and after every
+    read, an empty one too, so a requester whose calls each return within its
+    own timeouts ends within the deadline plus one such call.
     """
 
     def fetch(self, url: str) -> BinaryIO:  # pragma: no cover - protocol
@@ -54,22 +60,36 @@ class Requester(Protocol):
 
 
 class RequestsRequester:
-    """The default requester: one ``requests.Session``, timeouts and a size cap.
+    """The default requester: one ``requests.Session``, timeouts, byte caps and a hard deadline.
 
     - ``connect_timeout``: seconds to establish the connection;
-    - ``read_timeout``: seconds the server may stay silent while answering
-      (per read: a server that trickles bytes is bounded by ``max_bytes`` only);
-    - ``max_bytes``: the most bytes read from one response body; a larger
-      ``Content-Length`` fails at once, a larger body fails when the cap is
-      passed (no body is ever read whole into memory here);
+    - ``read_timeout``: seconds the server may stay silent while answering;
+    - ``max_bytes``: the most bytes one response body may have on the wire; a
+      larger ``Content-Length`` fails at once, a larger body fails when the cap
+      is passed (no body is ever read whole into memory here);
     - ``session``: a ``requests.Session`` to use instead of a new one (for
       proxies, certificates, authentication).
+
+    When the :class:`~pyi_selfupdate.Updater` fetches, it passes its
+    :class:`Budget`: a watchdog (:mod:`pyi_selfupdate._watchdog`) then shuts
+    the connection down at the overall deadline, whatever the request is
+    doing (connecting, receiving headers, following redirects, receiving the
+    body), and the body's byte cap applies to the bytes on the wire.
+
+    Bodies are asked for as stored (``Accept-Encoding: identity``). A server
+    that compresses anyway with ``gzip`` or ``deflate`` is decoded here, with
+    the caps counting the compressed bytes as received and the decoded bytes
+    as produced (and no resuming of such a body); any other
+    ``Content-Encoding`` is refused.
 
     Redirects within the server are followed (at most the session's
     ``max_redirects``, ``LIMITS.max_redirects`` for a new session); a redirect
     to another scheme, host or port is refused
     (:func:`refuse_cross_origin_redirect`, added to the session, yours too).
-    Proxies from the environment apply as usual with ``requests``.
+    Proxies from the environment apply as usual with ``requests``. A session
+    of yours gets the same watched transport in place of requests' plain
+    ``HTTPAdapter``; an adapter of your own class is kept, and the deadline
+    then cannot cut a server that drips its headers through it.
     """
 
     def __init__(
@@ -88,6 +108,7 @@ class RequestsRequester:
         self.read_timeout = float(read_timeout)
         self.max_bytes = int(max_bytes)
         self._session = session
+        self._watched = False
         if session is not None:
             _add_redirect_policy(session)
 
@@ -104,13 +125,19 @@ class RequestsRequester:
             session.max_redirects = LIMITS.max_redirects
             _add_redirect_policy(session)
             self._session = session
+        if not self._watched:
+            from ._watchdog import watch_session
+
+            watch_session(self._session)
+            self._watched = True
         return self._session
 
-    def fetch(self, url: str) -> BinaryIO:
-        """GET ``url`` and return its body as a stream capped at ``max_bytes``."""
-        return self.fetch_range(url, 0, None)
+    def fetch(self, url: str, *, budget: Optional[Budget] = None, max_bytes: Optional[int] = None) -> BinaryIO:
+        """GET ``url`` and return its body as a stream capped at ``max_bytes`` (at most ``self.max_bytes``)."""
+        return self.fetch_range(url, 0, None, budget=budget, max_bytes=max_bytes)
 
-    def fetch_range(self, url: str, start: int, validator: Optional[str]) -> BinaryIO:
+    def fetch_range(self, url: str, start: int, validator: Optional[str], *,
+                    budget: Optional[Budget] = None, max_bytes: Optional[int] = None) -> BinaryIO:
         """GET ``url`` from byte ``start`` on, if it is still the file ``validator`` names.
 
         Sends ``Range: bytes=<start>-`` and ``If-Range: <validator>`` (an ETag or
@@ -118,45 +145,93 @@ class RequestsRequester:
         bytes start: ``start`` when the server resumed (206), 0 when it sent the
         whole file (it ignores ranges, or the file changed). ``validator`` and
         ``length`` (the whole file's size, when known) describe the file.
+        ``budget`` (its deadline) bounds the request and the body's reads: at the
+        deadline the connection is shut down, until the stream is closed.
         """
         import requests  # lazy, see the module docstring
 
         session = self.session
+        cap = self.max_bytes if max_bytes is None else min(self.max_bytes, max_bytes)
         headers = {}
         if start > 0 and validator:
             headers = {"Range": f"bytes={start}-", "If-Range": validator}
+        dog = None
+        if budget is not None and budget.deadline is not None:
+            budget.check(url)
+            from ._watchdog import Watchdog
+
+            dog = Watchdog(budget.deadline)
         try:
-            resp = session.get(
-                url, stream=True, timeout=(self.connect_timeout, self.read_timeout), headers=headers
-            )
-        except requests.RequestException as exc:
-            raise FetchError(
-                f"cannot fetch {url}: {exc}; check the network connection and the update URL"
-            ) from None
-        if resp.status_code >= 400:
-            resp.close()
-            raise FetchError(
-                f"{url} answered HTTP {resp.status_code}; check that the release is "
-                "published at this URL"
-            )
-        length = resp.headers.get("Content-Length")
-        if length is not None and length.strip().isdigit() and int(length) > self.max_bytes:
-            resp.close()
-            raise FetchError(
-                f"{url} announces {int(length)} bytes, more than the limit of "
-                f"{self.max_bytes}; raise max_bytes if this release is really that large"
-            )
-        stream = _ResponseStream(resp, self.max_bytes, url)
-        stream.validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
-        body = int(length) if length is not None and length.strip().isdigit() else None
-        stream.length = body
-        if resp.status_code == 206:
-            first, total = _content_range(resp.headers.get("Content-Range", ""))
-            if first != start:  # not the range asked for: start again from 0
-                resp.close()
-                return self.fetch_range(url, 0, None)
-            stream.offset, stream.length = start, total
+            connect, read = self.connect_timeout, self.read_timeout
+            if dog is not None:
+                connect, read = min(connect, dog.left()), min(read, dog.left())
+            try:
+                with dog.active() if dog is not None else _nothing():
+                    resp = session.get(url, stream=True, timeout=(connect, read), headers=headers)
+            except requests.RequestException as exc:
+                if dog is not None and dog.over():
+                    raise budget.late(url, "answered") from None  # type: ignore[union-attr]
+                raise FetchError(
+                    f"cannot fetch {url}: {exc}; check the network connection and the update URL"
+                ) from None
+            if dog is not None:
+                if dog.over():  # cut while the headers came: what came is not an answer
+                    resp.close()
+                    raise budget.late(url, "answered")  # type: ignore[union-attr]
+                # an adapter of the app's own: at least the body is watched
+                dog.watch(getattr(getattr(resp.raw, "_connection", None), "sock", None))
+            stream = self._stream(resp, url, start, cap, dog, budget)
+        except BaseException:
+            if dog is not None:
+                dog.close()
+            raise
+        if stream is None:  # a range of a compressed body: ask for the whole body
+            return self.fetch_range(url, 0, None, budget=budget, max_bytes=max_bytes)
         return stream  # type: ignore[return-value]
+
+    def _stream(self, resp: Any, url: str, start: int, cap: int, dog: Any,
+                budget: Optional[Budget]) -> "Optional[_ResponseStream]":
+        """The body of ``resp`` as a checked stream (None: fetch it again from 0)."""
+        try:
+            if resp.status_code >= 400:
+                raise FetchError(
+                    f"{url} answered HTTP {resp.status_code}; check that the release is "
+                    "published at this URL"
+                )
+            length = resp.headers.get("Content-Length")
+            body = int(length) if length is not None and length.strip().isdigit() else None
+            if body is not None and body > cap:
+                raise FetchError(
+                    f"{url} announces {body} bytes, more than the limit of {cap}; refusing it "
+                    "(raise max_bytes if this release is really that large)"
+                )
+            decoder = _decoder(url, resp.headers.get("Content-Encoding", ""))
+            stream = _ResponseStream(resp, cap, url, decoder, dog, budget)
+            if decoder is not None:
+                # A compressed body's offsets and length are not the file's: no resuming it.
+                if resp.status_code == 206 and start > 0:
+                    resp.close()
+                    if dog is not None:
+                        dog.close()
+                    return None
+                return stream
+            stream.validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
+            stream.length = body
+            if resp.status_code == 206:
+                first, total = _content_range(resp.headers.get("Content-Range", ""))
+                if first != start:  # not the range asked for: start again from 0
+                    if start == 0:
+                        raise FetchError(f"{url} answered a request for the whole file with a part "
+                                         "of it (HTTP 206); check the server")
+                    resp.close()
+                    if dog is not None:
+                        dog.close()
+                    return None
+                stream.offset, stream.length = start, total
+            return stream
+        except BaseException:
+            resp.close()
+            raise
 
 
 def _content_range(value: str) -> Tuple[Optional[int], Optional[int]]:
@@ -170,15 +245,71 @@ def _content_range(value: str) -> Tuple[Optional[int], Optional[int]]:
         return None, None
 
 
-class _ResponseStream(io.RawIOBase):
-    """A streamed ``requests`` response body: capped, errors turned into FetchError."""
+@contextlib.contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
-    def __init__(self, resp: Any, max_bytes: int, url: str) -> None:
+
+def _decoder(url: str, encoding: str) -> Any:
+    """A bounded decoder for the body's ``Content-Encoding`` (None: the bytes as stored)."""
+    codings = [c.strip().lower() for c in encoding.split(",") if c.strip().lower() not in ("", "identity")]
+    if not codings:
+        return None
+    if codings in (["gzip"], ["x-gzip"], ["deflate"]):
+        import zlib
+
+        return _Inflater(zlib)
+    raise FetchError(
+        f"{url} is sent with Content-Encoding {encoding.strip()!r}, which this client does not "
+        "decode; it asks for the file as stored (Accept-Encoding: identity): configure the "
+        "server to serve the release files as they are (or with gzip)"
+    )
+
+
+class _Inflater:
+    """gzip or zlib (``deflate``) members, one after another, never more than asked for at a time."""
+
+    def __init__(self, zlib: Any) -> None:
+        self._zlib = zlib
+        self._obj: Any = None
+        self._pending = b""
+
+    def feed(self, data: bytes) -> None:
+        self._pending += data
+
+    def take(self, n: int) -> bytes:
+        """Up to ``n`` decoded bytes from what was fed (b"": it needs more input)."""
+        while self._pending:
+            if self._obj is None:
+                self._obj = self._zlib.decompressobj(32 + 15)  # gzip or zlib header, either
+            out = self._obj.decompress(self._pending, n)
+            self._pending = self._obj.unconsumed_tail
+            if self._obj.eof:
+                self._pending = self._obj.unused_data + self._pending
+                self._obj = None
+            if out:
+                return out
+        return b""
+
+    def complete(self) -> bool:
+        """True when what was fed ends at the end of a member."""
+        return self._obj is None and not self._pending
+
+
+class _ResponseStream(io.RawIOBase):
+    """A streamed ``requests`` response body: capped on the wire, decoded if it must be, errors FetchError."""
+
+    def __init__(self, resp: Any, max_bytes: int, url: str, decoder: Any = None, dog: Any = None,
+                 budget: Optional[Budget] = None) -> None:
         super().__init__()
         self._resp = resp
         self._max = max_bytes
         self._url = url
-        self._count = 0
+        self._decoder = decoder
+        self._dog = dog
+        self._budget = budget
+        #: bytes received on the wire
+        self.wire = 0
         #: where the body starts in the file, its validator, the file's whole size
         self.offset = 0
         self.validator: Optional[str] = None
@@ -189,31 +320,59 @@ class _ResponseStream(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
+        n = len(view)
+        while True:
+            if self._decoder is not None:
+                try:
+                    data = self._decoder.take(n)
+                except Exception as exc:  # zlib.error
+                    raise FetchError(f"{self._url} is not valid {self._resp.headers.get('Content-Encoding')} "
+                                     f"as its Content-Encoding says ({exc}); check the server") from None
+                if data:
+                    break
+            data = self._wire(n)
+            if not data:
+                if self._decoder is not None and not self._decoder.complete():
+                    raise FetchError(f"{self._url} ended in the middle of its compressed body; "
+                                     "check the network connection and retry")
+                break
+            if self._decoder is None:
+                break
+            self._decoder.feed(data)
+        view[:len(data)] = data
+        return len(data)
+
+    def _wire(self, n: int) -> bytes:
+        """Up to ``n`` bytes as received (b"" at the end), counted against the cap and the deadline."""
+        if self._dog is not None and self._dog.over():
+            raise self._budget.late(self._url, "sent")  # type: ignore[union-attr]
         try:
             raw = self._resp.raw
             # read1: what has arrived (at most n bytes), so a slow sender cannot hold one
-            # read for long and the caller's overall deadline is checked between reads.
-            data = getattr(raw, "read1", raw.read)(len(view), decode_content=True)
+            # read for long; decode_content=False: the bytes on the wire, never a decoder's
+            # loop over input that decodes to nothing.
+            data = getattr(raw, "read1", raw.read)(n, decode_content=False)
         except Exception as exc:  # urllib3/requests/socket errors, timeouts
+            if self._dog is not None and self._dog.over():
+                raise self._budget.late(self._url, "sent") from None  # type: ignore[union-attr]
             raise FetchError(
-                f"download of {self._url} failed after {self._count} bytes: {exc}; "
+                f"download of {self._url} failed after {self.wire} bytes: {exc}; "
                 "check the network connection and retry"
             ) from None
-        n = len(data)
-        self._count += n
-        if self._count > self._max:
-            raise FetchError(
-                f"{self._url} sent more than the limit of {self._max} bytes; raise "
-                "max_bytes if this release is really that large"
-            )
-        view[:n] = data
-        return n
+        if not data and self._dog is not None and self._dog.over():  # shut down: not the end
+            raise self._budget.late(self._url, "sent")  # type: ignore[union-attr]
+        self.wire += len(data)
+        if self.wire > self._max:
+            raise FetchError(f"{self._url} is larger than the limit of {self._max} bytes; refusing it")
+        return data
 
     def close(self) -> None:
         if not self.closed:
             try:
                 self._resp.close()
             finally:
+                if self._dog is not None:
+                    self._dog.close()
                 super().close()
 
 
@@ -282,7 +441,15 @@ class Transfer:
 
 
 class Budget:
-    """What one check-and-download may still take: bytes received so far, and the overall deadline."""
+    """What one check-and-download may still take: bytes received so far, and the overall deadline.
+
+    The deadline is hard for the default :class:`RequestsRequester`: a watchdog
+    shuts its connection down at that moment, whatever it is waiting for. A
+    custom requester's ``fetch`` and reads cannot be interrupted from here: the
+    deadline is checked before every request and after every read (including
+    one that returns nothing), so it holds as long as each of its calls
+    returns in bounded time (give it timeouts of its own).
+    """
 
     def __init__(self, seconds: Optional[float] = None, transfer: Optional[Transfer] = None) -> None:
         #: bytes received so far
@@ -292,11 +459,37 @@ class Budget:
         self.seconds = seconds
         self.transfer = transfer or Transfer()
 
+    def late(self, url: str, what: str = "sent") -> FetchError:
+        """The error of a transfer of ``url`` cut at the deadline (``what``: ``"answered"`` or ``"sent"``)."""
+        if what == "answered":
+            problem = (f"{url} did not answer within the overall deadline of {self.seconds:g} s (it "
+                       "connects, redirects or sends its headers too slowly)")
+        else:
+            problem = (f"the download of {url} was still unfinished at the overall deadline of "
+                       f"{self.seconds:g} s (the server sends too slowly)")
+        return FetchError(f"{problem}; the transfer was cut and the installed app is untouched: "
+                          "retry later, or raise Updater(deadline=) for a very slow link")
 
-def open_stream(requester: Any, url: str, start: int = 0, validator: Optional[str] = None) -> BinaryIO:
+    def check(self, url: str) -> None:
+        """Raise :meth:`late` if the deadline has passed."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise self.late(url, "answered")
+
+
+def open_stream(requester: Any, url: str, start: int = 0, validator: Optional[str] = None,
+                budget: Optional[Budget] = None, cap: Optional[int] = None) -> BinaryIO:
     """``requester.fetch(url)`` (or ``fetch_range`` to resume at ``start``, where the requester
-    has it), any failure of it a :class:`~pyi_selfupdate.errors.FetchError`."""
+    has it), any failure of it a :class:`~pyi_selfupdate.errors.FetchError`.
+
+    A :class:`RequestsRequester` also gets ``budget`` (its deadline, enforced by a
+    watchdog) and ``cap`` (the body's bytes on the wire).
+    """
+    if budget is not None:
+        budget.check(url)
     try:
+        if isinstance(requester, RequestsRequester):
+            return requester.fetch_range(url, start if validator else 0, validator, budget=budget,
+                                         max_bytes=cap)
         if start > 0 and validator and callable(getattr(requester, "fetch_range", None)):
             return requester.fetch_range(url, start, validator)
         return requester.fetch(url)
@@ -309,7 +502,8 @@ def open_stream(requester: Any, url: str, start: int = 0, validator: Optional[st
 def reader(stream: Any, url: str, budget: Budget,
            cap: Optional[int] = None) -> Callable[[int], bytes]:
     """``read(n)`` over a requester's stream: counts bytes in ``budget``, enforces its
-    deadline and the byte ``cap`` (on the budget's total); errors become FetchError."""
+    deadline after every read (an empty one too) and the byte ``cap`` (on the budget's
+    total); errors become FetchError."""
 
     def read(n: int) -> bytes:
         try:
@@ -323,11 +517,8 @@ def reader(stream: Any, url: str, budget: Budget,
         budget.n += len(block)
         if block:
             budget.transfer.add(len(block))
-        if block and budget.deadline is not None and time.monotonic() > budget.deadline:
-            raise FetchError(
-                f"download of {url} is still unfinished after the overall deadline of "
-                f"{budget.seconds:g} s (the server sends too slowly); giving up, retry later"
-            )
+        if budget.deadline is not None and time.monotonic() > budget.deadline:
+            raise budget.late(url)
         if cap is not None and budget.n > cap:
             raise FetchError(f"{url} is larger than the limit of {cap} bytes; refusing it")
         return bytes(block)
@@ -337,7 +528,7 @@ def reader(stream: Any, url: str, budget: Budget,
 
 def read_all(requester: Any, url: str, cap: int, budget: Budget) -> bytes:
     """The whole body at ``url``, at most ``cap`` bytes, within ``budget``."""
-    stream = open_stream(requester, url)
+    stream = open_stream(requester, url, budget=budget, cap=cap)
     try:
         return b"".join(_capped(reader(stream, url, budget), url, cap))
     finally:
@@ -379,6 +570,7 @@ def download(requester: Any, url: str, part: Any, cap: int, budget: Budget, phas
     # never through a symlink planted at the name (ELOOP: Updater reports it as an InstallError)
     fd = os.open(part, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0), 0o600)
     mine = fcntl is None
+    done = False
     try:
         if fcntl is not None:
             try:
@@ -399,7 +591,7 @@ def download(requester: Any, url: str, part: Any, cap: int, budget: Budget, phas
         elif have and have == length:  # complete already (the run that fetched it ended before using it)
             budget.transfer.begin(phase, have, have)
             return
-        stream = open_stream(requester, url, have, validator)
+        stream = open_stream(requester, url, have, validator, budget, cap)
         try:
             offset = getattr(stream, "offset", 0) or 0
             if offset != have:
@@ -421,6 +613,7 @@ def download(requester: Any, url: str, part: Any, cap: int, budget: Budget, phas
                 while view:
                     view = view[os.write(fd, view):]
             os.fsync(fd)
+            done = True
         finally:
             close_quietly(stream)
     except OSError as exc:
@@ -433,7 +626,7 @@ def download(requester: Any, url: str, part: Any, cap: int, budget: Budget, phas
                            f"{write_advice(exc, Path(part))}") from None
     finally:
         try:
-            if mine and os.fstat(fd).st_size == 0:  # nothing came (a 404, a refused connection): no trace
+            if mine and not done and os.fstat(fd).st_size == 0:  # nothing came (a 404, a cut): no trace
                 for path in (part, meta):
                     if os.path.exists(path):
                         os.unlink(path)
@@ -456,13 +649,17 @@ def close_quietly(stream: Optional[Any]) -> None:
 
 
 def is_loopback_host(host: Optional[str]) -> bool:
-    """True for ``localhost``, ``127.0.0.0/8`` and ``::1``: traffic that never leaves the machine."""
+    """True for ``localhost``, ``127.0.0.0/8`` and ``::1``: traffic that never leaves the machine.
+
+    Only the literal name ``localhost`` counts: other names, ``*.localhost``
+    included, may resolve to any address, whatever RFC 6761 advises.
+    """
     import ipaddress
 
     if not host:
         return False
     host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

@@ -130,10 +130,12 @@ def defaults() -> Dict[str, Any]:
 
 #: Every bound the client enforces: name, value, unit, meaning.
 LIMIT_ROWS: Tuple[Tuple[str, Any, str, str], ...] = (
-    ("manifest_bytes", 64 * 1024, "bytes", "the most bytes read from a manifest"),
+    ("manifest_bytes", 64 * 1024, "bytes",
+     "the most bytes received for a manifest, as sent (compressed or not)"),
     ("binary_bytes", 1 << 30, "bytes", "the largest executable accepted (a decompressed `.gz`, a patch's result)"),
     ("patch_slack", 64 << 20, "bytes", "allowance over the current file's size for a patch and its result"),
-    ("deadline", 900.0, "seconds", "how long one check-and-download may take in all (`Updater(deadline=)`)"),
+    ("deadline", 900.0, "seconds", "how long one check-and-download may take in all, connects, headers and "
+                                   "redirects included: the connection is shut at that moment (`Updater(deadline=)`)"),
     ("connect_timeout", 10.0, "seconds", "to connect to the server"),
     ("read_timeout", 30.0, "seconds", "the longest silence of the server while it answers"),
     ("max_redirects", 30, "redirects", "followed within the configured server (never to another host)"),

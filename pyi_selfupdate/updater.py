@@ -155,7 +155,10 @@ class Updater:
       allowed by default only with ``public_keys``; True allows them anyway,
       False never;
     - ``deadline``: seconds one check-and-download may take in all (manifest,
-      patch and full binary), however slowly the server sends; None: no limit;
+      patch and full binary), however slowly the server connects, answers,
+      redirects or sends; the default requester's connection is shut at that
+      moment, a custom requester is checked before each request and after
+      each read; None: no limit;
     - ``kind``: ``"file"`` (default: ``target`` is one executable) or
       ``"folder"`` (``target`` is an app folder, a onedir app or a macOS
       ``.app``, updated as a whole through its canonical archive,

@@ -76,16 +76,30 @@ def test_a_dead_or_slow_server_never_holds_a_launch_and_backs_off(kind, app_dail
     assert elapsed < baseline + 1.0, (elapsed, baseline)
 
 
-def test_immediate_mode_starts_within_its_budget_when_the_server_is_silent(app_immediate, tree_v2, copy_tree,
-                                                                           serve_app, install):
+@pytest.mark.parametrize("kind", ["silent", "dripped headers", "endless empty gzip"])
+def test_immediate_mode_starts_within_its_budget_against_a_hostile_server(kind, app_immediate, tree_v2,
+                                                                         copy_tree, serve_app, install):
+    """The manifest never comes: the app's own code runs after immediate_wait (5 s), not later."""
+    from _hostile import drip_headers, endless_empty_gzip
+
     exe = install(app_immediate)
     baseline = min(_timed(exe, "--version", PYI_SELFUPDATE_DISABLE="1")[1] for _ in range(2))
     server = serve_app(copy_tree(tree_v2))
-    server.faults[_rel("manifest")] = Fault(delay=60)
+    if kind == "silent":
+        server.faults[_rel("manifest")] = Fault(delay=60)
+    elif kind == "dripped headers":
+        drip_headers(server, "/" + _rel("manifest"), interval=0.5)
+    else:
+        sent = endless_empty_gzip(server, "/" + _rel("manifest"), limit=4 << 30)  # 3.5 GB took 20 s before
     proc, elapsed = _timed(exe, "top", "-n", "2", stdin=TEXT)
     _ok(proc, "the 3\ncat 2\n")
     assert elapsed < baseline + 5 + LIMITS.exit_check + 1.5, (elapsed, proc.stderr)  # immediate_wait: 5 s
-    assert "the app starts as it is" in proc.stderr
+    assert exe.read_bytes() == app_immediate.read_bytes()
+    if kind == "endless empty gzip":  # refused at once: 64 KiB read, the rest in kernel buffers
+        assert sent.total <= 16 << 20, sent.total
+        assert (_state(exe) / "failures").read_text() == "1"
+    else:
+        assert "the app starts as it is" in proc.stderr
 
 
 # ------------------------------------------------------ a slow link

@@ -15,12 +15,14 @@ import json
 import os
 import random
 import shutil
+import socket
 import struct
+import time
 from pathlib import Path
 
 import pytest
 
-from _hostile import endless_body, gz_of  # noqa: E402
+from _hostile import drip_headers, endless_body, endless_empty_gzip, gz_of, slow_redirects, tls_dripper  # noqa: E402
 from _server import Fault  # noqa: E402
 
 from pyi_selfupdate import Updater, signing  # noqa: E402
@@ -317,6 +319,186 @@ def test_a_slow_drip_ends_at_the_overall_deadline(tree, updater, server, caplog)
     with pytest.raises(FetchError, match="overall deadline of 1 s"):
         updater(deadline=1).update()
     assert_refused(caplog, tree, "1.0", "overall deadline")
+
+
+# ------------------------------------------- the deadline is hard, the caps count the wire
+
+#: how long past its deadline a cut transfer may still take to end
+SLACK = 2.0
+
+
+def _refused_within(run, match: str, deadline: float) -> float:
+    """Run ``run``, which must fail with a FetchError matching ``match`` within ``deadline`` + SLACK."""
+    t0 = time.monotonic()
+    with pytest.raises(FetchError, match=match):
+        run()
+    elapsed = time.monotonic() - t0
+    assert elapsed < deadline + SLACK, elapsed
+    return elapsed
+
+
+def test_a_manifest_of_endless_empty_deflate_blocks_is_cut_on_the_wire(tree, updater, server, caplog):
+    """gzip that decodes to nothing: the cap counts the bytes received, not the bytes decoded."""
+    sent = endless_empty_gzip(server, "/" + MANIFEST)
+    tree.install("1.0")
+    _refused_within(lambda: updater(deadline=3).update(), "larger than the limit of 65536 bytes", 3)
+    assert sent.total <= 16 << 20  # 64 KiB read; the rest is what the kernel buffered
+    assert_refused(caplog, tree, "1.0", "larger than the limit of 65536 bytes")
+
+
+def test_a_full_download_of_endless_empty_deflate_blocks_is_cut_at_the_signed_size(tree, updater, server,
+                                                                                   caplog):
+    server.faults[PATCH12] = Fault(status=404)
+    sent = endless_empty_gzip(server, "/" + FULL2)
+    tree.install("1.0")
+    cap = signing.signed_body_cap(len(_payload("2.0")))
+    _refused_within(lambda: updater(deadline=10).update(), f"larger than the limit of {cap} bytes", 10)
+    assert cap < sent.total <= cap + (16 << 20)
+    assert_refused(caplog, tree, "1.0", "larger than the limit")
+
+
+def test_a_gzip_encoded_body_is_decoded_within_the_caps(tree, updater, server):
+    """A host that compresses although asked not to (some do) still delivers the update."""
+    previous = server.handler
+
+    def gzip_everything(request) -> bool:
+        rel = request.path.lstrip("/")
+        if not (tree.public / rel).is_file():
+            return bool(previous and previous(request))
+        body = gz_of((tree.public / rel).read_bytes())
+        request.send_response(200)
+        request.send_header("Content-Encoding", "gzip")
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
+        return True
+
+    server.handler = gzip_everything
+    tree.install("1.0")
+    result = updater().update()
+    assert result.method == "patch" and tree.target.read_bytes() == _payload("2.0")
+
+
+def test_an_unknown_content_encoding_is_refused(tree, updater, server, caplog):
+    def brotli(request) -> bool:
+        request.send_response(200)
+        request.send_header("Content-Encoding", "br")
+        request.send_header("Content-Length", "4")
+        request.end_headers()
+        request.wfile.write(b"abcd")
+        return True
+
+    server.handler = brotli
+    tree.install("1.0")
+    with pytest.raises(FetchError, match="Content-Encoding 'br'.*Accept-Encoding: identity"):
+        updater().update()
+    assert_refused(caplog, tree, "1.0", "Content-Encoding")
+
+
+def test_headers_dripped_a_byte_at_a_time_end_at_the_deadline(tree, updater, server, caplog):
+    sent = drip_headers(server, "/" + MANIFEST)
+    tree.install("1.0")
+    _refused_within(lambda: updater(deadline=3).update(), "overall deadline of 3 s", 3)
+    assert sent.total <= 3 / 0.5 + 2
+    assert_refused(caplog, tree, "1.0", "overall deadline")
+
+
+def test_headers_dripped_through_the_apps_own_session_end_at_the_deadline(tree, updater, server, caplog):
+    import requests
+
+    from pyi_selfupdate.fetch import RequestsRequester
+
+    drip_headers(server, "/" + MANIFEST)
+    tree.install("1.0")
+    session = requests.Session()  # the app's own (proxies, certificates, authentication)
+    _refused_within(lambda: updater(deadline=2, requester=RequestsRequester(session=session)).update(),
+                    "overall deadline of 2 s", 2)
+    assert_refused(caplog, tree, "1.0", "overall deadline")
+
+
+def test_a_patch_dripping_its_headers_leaves_no_time_for_more(tree, updater, server, caplog):
+    """The deadline covers the whole check: the full download after a cut patch is not even asked for."""
+    drip_headers(server, "/" + PATCH12)
+    tree.install("1.0")
+    _refused_within(lambda: updater(deadline=3).update(), "overall deadline of 3 s", 3)
+    assert "/" + FULL2 not in server.log
+    assert_refused(caplog, tree, "1.0", "overall deadline")
+
+
+def test_slow_redirects_within_the_server_count_toward_the_deadline(tree, updater, server, caplog):
+    sent = slow_redirects(server, "/" + MANIFEST, delay=0.45)
+    tree.install("1.0")
+    _refused_within(lambda: updater(deadline=3).update(), "overall deadline of 3 s", 3)
+    assert sent.total <= 3 / 0.45 + 2
+    assert_refused(caplog, tree, "1.0", "overall deadline")
+
+
+@pytest.mark.parametrize("during_handshake", [True, False], ids=["handshake", "headers"])
+def test_https_dripped_a_byte_at_a_time_ends_at_the_deadline(tree, updater, tmp_path, caplog, during_handshake):
+    """Over TLS too: the TLS handshake, or the headers after it, a byte every 0.3 s."""
+    import requests
+
+    from pyi_selfupdate.fetch import RequestsRequester
+
+    url, cert, sent = tls_dripper(tmp_path, during_handshake=during_handshake)
+    session = requests.Session()
+    session.verify = str(cert)
+    session.trust_env = False  # REQUESTS_CA_BUNDLE would replace verify (a requests rule)
+    tree.install("1.0")
+    up = updater(deadline=2, api_url=url, requester=RequestsRequester(session=session))
+    _refused_within(up.update, "overall deadline of 2 s", 2)
+    assert 0 < sent.total <= 2 / 0.3 + 2
+    assert_refused(caplog, tree, "1.0", "overall deadline")
+
+
+def test_a_connect_that_never_completes_ends_at_the_deadline(tree, updater, caplog):
+    """A server whose accept queue is full: the connect hangs (the connect timeout is 10 s)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    filler = socket.create_connection(("127.0.0.1", port), timeout=5)  # fills the queue of 1
+    try:
+        tree.install("1.0")
+        up = updater(deadline=2, api_url=f"http://127.0.0.1:{port}/")
+        _refused_within(up.update, "overall deadline of 2 s", 2)
+    finally:
+        filler.close()
+        listener.close()
+    assert_refused(caplog, tree, "1.0", "overall deadline")
+
+
+def test_a_custom_requester_is_held_to_the_deadline_after_every_read(tree, updater, caplog):
+    """A requester the client cannot interrupt: the deadline is checked after each read, an empty one too."""
+    manifest = tree.manifests["2.0"]
+
+    class Slow:
+        def __init__(self) -> None:
+            self.reads = [manifest, b""]
+
+        def read(self, n: int) -> bytes:
+            block = self.reads.pop(0)
+            if not block:
+                time.sleep(1.5)  # the end of the body comes after the deadline
+            return block
+
+    class Requester:
+        def fetch(self, url: str):
+            return Slow()
+
+    tree.install("1.0")
+    _refused_within(lambda: updater(deadline=1, requester=Requester()).update(), "overall deadline of 1 s", 1)
+    assert_refused(caplog, tree, "1.0", "overall deadline")
+
+
+def test_an_empty_body_is_a_clear_error(tree, updater, server, caplog):
+    """Every failure of update() is a SelfUpdateError naming the problem, never a stray OSError."""
+    server.faults[PATCH12] = Fault(status=404)
+    server.faults[FULL2] = Fault(body=b"")
+    tree.install("1.0")
+    with pytest.raises(SelfUpdateError, match=FULL2.replace(".", r"\.")):
+        updater().update()
+    assert_refused(caplog, tree, "1.0", FULL2)
 
 
 # ------------------------------------------------------------------ transport

@@ -11,7 +11,9 @@ from pyi_selfupdate.release.keys import generate_private_key
 
 @pytest.mark.parametrize("host, loopback", [
     ("127.0.0.1", True), ("127.8.9.10", True), ("::1", True), ("[::1]", True),
-    ("localhost", True), ("LOCALHOST", True), ("app.localhost", True),
+    ("localhost", True), ("LOCALHOST", True),
+    # any other name may resolve anywhere (a hosts file, a resolver): *.localhost included
+    ("app.localhost", False), ("localhost.", False), ("localhost.example.com", False),
     ("10.0.0.1", False), ("example.com", False), ("127.0.0.1.example.com", False), ("", False), (None, False),
 ])
 def test_loopback_hosts(host, loopback):
@@ -22,6 +24,7 @@ def test_loopback_hosts(host, loopback):
     ("https://u.example/", False, None, True),
     ("https://u.example/", False, False, True),
     ("http://127.0.0.1:9/", False, False, True),
+    ("http://app.localhost:9/", False, None, False),
     ("http://u.example/", True, None, True),
     ("http://u.example/", False, None, False),
     ("http://u.example/", False, True, True),
@@ -87,6 +90,27 @@ def test_redirect_policy_is_in_the_session_of_every_requests_requester():
     assert RequestsRequester(session=own).session is own
     assert RequestsRequester(session=own).session.hooks["response"].count(
         fetch.refuse_cross_origin_redirect) == 1
+
+
+def test_the_apps_own_session_keeps_its_adapter_settings_under_the_watchdog():
+    """requests' plain adapters are replaced by watched ones with the same settings; the app's own are kept."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    from pyi_selfupdate._watchdog import WatchedAdapter
+    from pyi_selfupdate.fetch import RequestsRequester
+
+    class Custom(HTTPAdapter):
+        pass
+
+    own = requests.Session()
+    own.mount("https://", HTTPAdapter(max_retries=3, pool_maxsize=7))
+    own.mount("http://mirror.example/", Custom())
+    RequestsRequester(session=own).session
+    https = own.get_adapter("https://u.example/")
+    assert isinstance(https, WatchedAdapter) and https.max_retries.total == 3 and https._pool_maxsize == 7
+    assert isinstance(own.get_adapter("http://u.example/"), WatchedAdapter)
+    assert type(own.get_adapter("http://mirror.example/x")) is Custom
 
 
 def test_body_cap_bounds_any_real_compressed_release():
