@@ -344,6 +344,8 @@ def release(
         pm.hook.release_check_artifact(context=context, artifact=artifact)
     _refuse_changed_versions(context)
     _refuse_kind_change(context)
+    for artifact in context.artifacts:  # a link in the tree is refused before anything is written
+        _earlier_versions(context, artifact)
     pm.hook.release_prepare(context=context)
 
     summary = ReleaseSummary(out=context.out, version=version)
