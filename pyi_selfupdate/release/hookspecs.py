@@ -171,7 +171,9 @@ def release_manifest_fields(
     added. Every result is merged into ``Manifest.extra``, written after
     ``Version`` and ``Sha256``; Go clients ignore unknown fields. Two plugins
     giving one field different values is an error; a field named like
-    ``Version``/``Sha256`` (any case) is refused.
+    ``Version``/``Sha256`` (any case) is refused, and so is, in a signed
+    release, any field the signature does not cover (see SECURITY.md): such
+    data goes in a file of its own (:func:`release_extra_files`).
     """
 
 
