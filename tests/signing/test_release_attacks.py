@@ -180,6 +180,27 @@ def test_the_first_signed_release_over_an_unsigned_tree_needs_an_explicit_serial
     assert manifest_doc(work)["Serial"] == 1
 
 
+def test_a_release_killed_before_its_manifest_never_shares_its_serial(work):
+    key = generate_private_key()
+    out = work / "public"
+    build = work / "builds"
+
+    class KilledBeforeTheManifest:
+        @hookimpl
+        def release_write_file(self, context, relpath, data):
+            if relpath == f"myapp/{PLAT}.json":
+                raise ReleaseError("killed")
+            return None
+
+    release_api(build / "1.0" / "myapp", "1.0", out, platform=PLAT, options={"sign_keys": [key]})
+    with pytest.raises(ReleaseError, match="killed"):  # 2.0's record (serial 2) is written, not its manifest
+        release_api(build / "2.0" / "myapp", "2.0", out, platform=PLAT, options={"sign_keys": [key]},
+                    plugins=[KilledBeforeTheManifest()])
+    assert manifest_doc(work)["Version"] == "1.0"
+    release_api(build / "3.0" / "myapp", "3.0", out, platform=PLAT, options={"sign_keys": [key]})
+    assert (manifest_doc(work)["Version"], manifest_doc(work)["Serial"]) == ("3.0", 3)
+
+
 # ------------------------------------------------------- diffing from the tree
 
 

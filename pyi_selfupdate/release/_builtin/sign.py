@@ -20,7 +20,9 @@ another key, or a missing one while earlier versions are released, is
 refused unless ``--serial`` is given. Each signed release also keeps its
 signed manifest as ``<cmd>/<version>/<plat>.json``: the verified record of
 the hash an earlier ``.gz`` must have before it is diffed from or re-signed
-(``artifact.data["signed_releases"]``, version -> verified manifest).
+(``artifact.data["signed_releases"]``, version -> verified manifest); the
+next serial also exceeds every verified record's (a release killed before
+its manifest was published already signed its serial).
 
 Nothing is written when a key cannot be read, an option is out of range, or
 a serial would go backwards. A release without a key over a tree whose
@@ -127,11 +129,11 @@ def _check_serial_option(wanted: Any) -> Optional[int]:
     return wanted
 
 
-def _earlier_released(context: ReleaseContext, artifact: Artifact) -> List[str]:
+def _released(context: ReleaseContext, artifact: Artifact) -> List[str]:
+    """The versions with a ``.gz`` for the artifact's platform in the tree (this one included)."""
     folder = Path(context.out) / artifact.cmd_name
     try:
-        return sorted(p.name for p in folder.iterdir()
-                      if p.name != artifact.version and (p / f"{artifact.platform}.gz").is_file())
+        return sorted(p.name for p in folder.iterdir() if (p / f"{artifact.platform}.gz").is_file())
     except OSError:
         return []
 
@@ -159,8 +161,17 @@ def release_check_artifact(context: ReleaseContext, artifact: Artifact) -> None:
             )
         return
     _expires(context)
-    previous = 0
+    previous, previous_source = 0, path
+    # Verified records: the hashes of earlier releases, and serials the next one must exceed
+    # (a record outlives a release killed before its manifest was published).
     trusted: Dict[str, Manifest] = {}
+    for version in _released(context, artifact):
+        found = signed_record(Path(context.out), keys, artifact.cmd_name, version, artifact.platform)
+        if found is not None:
+            trusted[version] = found[0]
+            if found[1].serial > previous:
+                previous, previous_source = found[1].serial, record_path(artifact.cmd_name, version,
+                                                                          artifact.platform)
     if current is not None:
         try:
             info = verify_with_keys(current, keys, cmd_name=artifact.cmd_name, platform=artifact.platform,
@@ -176,10 +187,11 @@ def release_check_artifact(context: ReleaseContext, artifact: Artifact) -> None:
                 ) from None
             log.warning("%s is not signed by the given key(s): trusting --serial %d instead", path, wanted)
         else:
-            previous = info.serial
+            if info.serial >= previous:
+                previous, previous_source = info.serial, path
             trusted[current.version] = current
     elif wanted is None:
-        earlier = _earlier_released(context, artifact)
+        earlier = [v for v in _released(context, artifact) if v != artifact.version]
         if earlier:
             raise ReleaseError(
                 f"{path} is missing, though {artifact.cmd_name} {', '.join(earlier)} "
@@ -191,16 +203,11 @@ def release_check_artifact(context: ReleaseContext, artifact: Artifact) -> None:
         serial = previous + 1
     elif wanted <= previous:
         raise ReleaseError(
-            f"--serial {wanted} is not higher than serial {previous} of {path}; clients that "
+            f"--serial {wanted} is not higher than serial {previous} of {previous_source}; clients that "
             f"saw it would refuse this release as a rollback: use --serial {previous + 1} or omit it"
         )
     else:
         serial = wanted
-    for version in _earlier_released(context, artifact):
-        if version not in trusted:
-            found = signed_record(Path(context.out), keys, artifact.cmd_name, version, artifact.platform)
-            if found is not None:
-                trusted[version] = found[0]
     artifact.data["sign_serial"] = serial
     artifact.data["signed_releases"] = trusted
 
