@@ -155,7 +155,10 @@ LIMIT_ROWS: Tuple[Tuple[str, Any, str, str], ...] = (
 
 
 class Limits(_Frozen):
-    """Every bound the client and the release tool enforce, in one place (:data:`LIMIT_ROWS` gives each one's unit and meaning)."""
+    """Every bound the client and the release tool enforce, in one place.
+
+    :data:`LIMIT_ROWS` gives each one's unit and meaning.
+    """
 
     __slots__ = tuple(row[0] for row in LIMIT_ROWS)
     manifest_bytes: int

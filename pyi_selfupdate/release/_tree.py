@@ -90,7 +90,9 @@ def refuse_links(out: Path, parts: Iterable[str]) -> None:
         except (FileNotFoundError, NotADirectoryError):
             return
         except OSError as exc:
-            raise ReleaseError(f"cannot inspect {path} ({exc.strerror}); check the output folder's permissions") from None
+            raise ReleaseError(
+                f"cannot inspect {path} ({exc.strerror}); check the output folder's permissions"
+            ) from None
         if stat.S_ISLNK(st.st_mode):
             raise ReleaseError(
                 f"{path} is a symbolic link: the release tool never follows links inside the "

@@ -96,6 +96,9 @@ def signed_record(out: Path, keys: List[PrivateKey], cmd_name: str, version: str
         if record is None:
             return None
         info = verify_with_keys(record, keys, cmd_name=cmd_name, platform=plat, source=relpath)
+    except signing.UntrustedKeyError as exc:  # signed before a key rotation: expected, not an alarm
+        log.debug("ignoring %s: %s", relpath, exc)
+        return None
     except (ReleaseError, SignatureError) as exc:
         log.warning("ignoring %s: %s", relpath, exc)
         return None
@@ -114,7 +117,7 @@ def _expires(context: ReleaseContext) -> Optional[_dt.datetime]:
     if (isinstance(days, bool) or not isinstance(days, (int, float)) or not math.isfinite(days)
             or not 0 < days <= limit):
         raise ReleaseError(
-            f"--expires must be a number of days above 0 and at most {limit} (ten years), not {days!r}; "
+            f"--expires must be a number of days above 0 and at most {limit}, not {days!r}; "
             "apps refuse a manifest once it expires, so re-sign before with `pyi-selfupdate rollback`"
         )
     key = f"{__name__}.expires"
