@@ -350,3 +350,20 @@ def test_plugin_fields_are_refused_in_a_signed_release(work):
     assert not (out / "myapp" / f"{PLAT}.json").exists()
     release_api(work / "builds" / "1.0" / "myapp", "1.0", out, platform=PLAT, plugins=[Channel()])
     assert manifest_doc(work)["Channel"] == "stable"  # unsigned releases keep them, as Go clients do
+
+
+def test_a_signed_rollback_of_a_folder_release_takes_its_kind_from_the_signed_record(tmp_path):
+    from pyi_selfupdate.release._rollback import rollback
+
+    key = generate_private_key()
+    out = tmp_path / "public"
+    for version in ("1.0", "1.1"):
+        app = tmp_path / "builds" / version / "myapp"
+        (app / "_internal").mkdir(parents=True)
+        (app / "myapp").write_bytes(b"\x7fELF launcher " + version.encode() * 300)
+        (app / "myapp").chmod(0o755)
+        (app / "_internal" / "lib.so").write_bytes(os.urandom(2000))
+        release_api(app, version, out, platform=PLAT, options={"sign_keys": [key]})
+    rollback(out, "myapp", "1.0", options={"sign_keys": [key]})
+    doc = json.loads((out / "myapp" / f"{PLAT}.json").read_bytes())
+    assert (doc["Version"], doc["Kind"], doc["Serial"]) == ("1.0", "folder", 3)
