@@ -54,6 +54,8 @@ def _add_tree_options(p: argparse.ArgumentParser, *, out: str, platform: str, cm
                       cmd_name_required: bool = False) -> None:
     """-o, --platform, --cmd-name (with these helps), --sign-key, --expires and --serial,
     shared by release and rollback."""
+    from .settings import LIMITS
+
     p.add_argument("-o", "--out", default="public", metavar="OUT", help=out)
     p.add_argument("--platform", metavar="OS-ARCH", help=platform)
     p.add_argument("--cmd-name", required=cmd_name_required, metavar="NAME", help=cmd_name)
@@ -61,10 +63,13 @@ def _add_tree_options(p: argparse.ArgumentParser, *, out: str, platform: str, cm
                    help="sign the manifests with this key from `pyi-selfupdate keygen` (repeat the "
                    "option to sign with an old and a new key during a rotation)")
     p.add_argument("--expires", dest="expires_days", type=float, metavar="DAYS",
-                   help="signed manifests expire DAYS days from now (clients then refuse them, so "
-                   "a server cannot freeze apps on an old release); re-sign before with `rollback`")
+                   help=f"signed manifests expire DAYS days from now, at most {LIMITS.expires_days_max} "
+                   "(clients then refuse them, so a server cannot freeze apps on an old release); re-sign "
+                   "before with `rollback`")
     p.add_argument("--serial", type=int, metavar="N",
-                   help="serial of the signed release (default: the current manifest's Serial + 1)")
+                   help="serial of the signed release (default: one above the current manifest's, which "
+                   "must verify with a --sign-key key; needed for the first signed release over an "
+                   "unsigned tree, after checking it)")
 
 
 def _run_release(run: Callable[..., Any], args: argparse.Namespace, *positionals: str, **kwargs: Any) -> int:

@@ -128,7 +128,7 @@ def defaults() -> Dict[str, Any]:
     return {k: (list(v) if isinstance(v, list) else v) for k, v in DEFAULTS.items()}
 
 
-#: Every bound the client enforces: name, value, unit, meaning.
+#: Every bound the client (and, for the rows that say so, the release tool) enforces: name, value, unit, meaning.
 LIMIT_ROWS: Tuple[Tuple[str, Any, str, str], ...] = (
     ("manifest_bytes", 64 * 1024, "bytes",
      "the most bytes received for a manifest, as sent (compressed or not)"),
@@ -153,11 +153,18 @@ LIMIT_ROWS: Tuple[Tuple[str, Any, str, str], ...] = (
     ("log_bytes", 64 * 1024, "bytes", "the app's update log in its state folder (two halves, rotated)"),
     ("switch_wait", 60.0, "seconds", "Windows: how long after the app's exit `cmd.exe` keeps trying to switch "
                                      "its folder to a staged update (it waits for every copy to end)"),
+    ("release_base_slack", 64 << 20, "bytes", "release tool: an earlier release whose size no verified "
+                                              "manifest gives is decompressed, to diff from, up to the new "
+                                              "release's size plus this (more is refused as a decompression bomb)"),
+    ("expires_days_max", 3653, "days", "release tool: the longest `--expires` (ten years)"),
 )
 
 
 class Limits(_Frozen):
-    """Every bound the client enforces, in one place (:data:`LIMIT_ROWS` gives each one's unit and meaning)."""
+    """Every bound the client and the release tool enforce, in one place.
+
+    :data:`LIMIT_ROWS` gives each one's unit and meaning.
+    """
 
     __slots__ = tuple(row[0] for row in LIMIT_ROWS)
     manifest_bytes: int
@@ -177,6 +184,8 @@ class Limits(_Frozen):
     exit_check: float
     log_bytes: int
     switch_wait: float
+    release_base_slack: int
+    expires_days_max: int
 
     def __init__(self, **values: Any) -> None:
         unknown = set(values) - set(self.__slots__)

@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from ..errors import InvalidNameError, ReleaseError
-from ..protocol import FILE, full_path, manifest_path, patch_path, validate_name
+from ..errors import ReleaseError
+from ..protocol import FILE, full_path, manifest_path, patch_path
 from ._manager import answered
+from ._tree import check_tree_name, record_path, refuse_links
 
 __all__ = [
     "Artifact",
@@ -65,6 +66,11 @@ class Artifact:
         """``<cmd>/<version>/<plat>.gz`` relative to the output folder."""
         return full_path(self.cmd_name, self.version, self.platform)
 
+    @property
+    def record_relpath(self) -> str:
+        """``<cmd>/<version>/<plat>.json`` (signed releases): the signed manifest kept with the ``.gz``."""
+        return record_path(self.cmd_name, self.version, self.platform)
+
     def patch_relpath(self, old_version: str) -> str:
         """``<cmd>/<old>/<version>/<plat>`` relative to the output folder."""
         return patch_path(self.cmd_name, old_version, self.version, self.platform)
@@ -73,13 +79,19 @@ class Artifact:
 @dataclass(frozen=True)
 class PatchJob:
     """One patch to compute: from the release ``old_version`` (its ``.gz`` at
-    ``old_gz``) to the artifact's bytes at ``new_path``."""
+    ``old_gz``) to the artifact's bytes at ``new_path``. The old ``.gz`` is
+    read as a stream of at most ``old_max_size`` bytes (0: no bound) that
+    must hash to ``old_sha256`` when a verified manifest gives it."""
 
     old_version: str
     old_gz: Path
     new_path: Path
     new_sha256: bytes
     relpath: str
+    #: The most bytes the old ``.gz`` may decompress to (its signed size when known).
+    old_max_size: int = 0
+    #: The SHA-256 a verified manifest gives the old release (None: no verified record).
+    old_sha256: Optional[bytes] = None
 
 
 @dataclass(frozen=True)
@@ -228,7 +240,12 @@ class ReleaseContext:
             self.progress(message)
 
     def target(self, relpath: str) -> Path:
-        """The absolute path of ``relpath`` in the output folder; refuses escapes."""
+        """The path of ``relpath`` in the output folder.
+
+        Refuses escapes: a segment that is not a safe file name on every OS
+        (``..``, ``C:x``, ...), and a symbolic link anywhere below the output
+        folder (never followed, for reading or writing).
+        """
         parts = relpath.split("/")
         if not relpath or relpath.startswith("/") or "\\" in relpath:
             raise ReleaseError(
@@ -237,9 +254,10 @@ class ReleaseContext:
             )
         for part in parts:
             try:
-                validate_name(part, "output path segment")
-            except InvalidNameError as exc:
+                check_tree_name(part, "output path segment")
+            except ReleaseError as exc:
                 raise ReleaseError(f"output file {relpath!r} is refused: {exc}") from None
+        refuse_links(self.out, parts)
         return self.out.joinpath(*parts)
 
     def write_file(self, relpath: str, data: bytes) -> Path:

@@ -6,7 +6,6 @@ every file through ``release_write_file`` and the manifests last.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import logging
 import os
@@ -14,8 +13,10 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, List, Mapping, Optional, Tuple
 
-from ..errors import InvalidNameError, ReleaseError, SelfUpdateError
-from ..protocol import DEV_VERSION, decode_manifest, encode_manifest, full_path, validate_name
+from .. import signing
+from ..errors import ReleaseError, SelfUpdateError
+from ..protocol import DEV_VERSION, Manifest, encode_manifest, full_path
+from ..settings import LIMITS
 from ._manager import answered, get_plugin_manager
 from ._model import (
     Artifact,
@@ -28,6 +29,7 @@ from ._model import (
     ReleaseSummary,
     human_size,
 )
+from ._tree import check_tree_name, read_gz, read_tree_manifest, refuse_links
 
 __all__ = ["release", "check_name"]
 
@@ -37,11 +39,18 @@ _CHUNK = 1 << 20
 
 
 def check_name(value: str, what: str) -> str:
-    """:func:`~pyi_selfupdate.protocol.validate_name`, its refusal a :class:`ReleaseError`."""
-    try:
-        return validate_name(value, what)
-    except InvalidNameError as exc:
-        raise ReleaseError(str(exc)) from None
+    """A cmd name or version the tree can hold and every client fetch (:func:`._tree.check_tree_name`).
+
+    A version may not end in ``.gz`` or ``.json`` either: its patch folders
+    would take the names of an earlier version's files.
+    """
+    check_tree_name(value, what)
+    if what == "version" and value.lower().endswith((".gz", ".json")):
+        raise ReleaseError(
+            f"the version {value!r} ends like a file of the tree ({value.rsplit('.', 1)[1]}); "
+            "drop the suffix"
+        )
+    return value
 
 
 def _hash_content(path: Path) -> Tuple[int, bytes]:
@@ -69,16 +78,12 @@ def _hash_content(path: Path) -> Tuple[int, bytes]:
     return size, h.digest()
 
 
-def _hash_gz(path: Path) -> Optional[bytes]:
-    """SHA-256 of the decompressed ``.gz`` at ``path``, None when it is unreadable."""
-    h = hashlib.sha256()
+def _hash_gz(path: Path, size: int) -> Optional[bytes]:
+    """SHA-256 of the ``.gz`` at ``path`` if it decompresses to at most ``size`` bytes, else None."""
     try:
-        with gzip.open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(_CHUNK), b""):
-                h.update(chunk)
-    except (OSError, EOFError):
+        return read_gz(path, max_size=size)[1]
+    except ReleaseError:
         return None
-    return h.digest()
 
 
 def _read_checked(artifact: Artifact) -> bytes:
@@ -129,9 +134,9 @@ def _refuse_changed_versions(context: ReleaseContext) -> None:
         existing = context.target(a.full_relpath)
         if not existing.exists():
             continue
-        digest = _hash_gz(existing)
+        digest = _hash_gz(existing, a.size)
         if digest != a.sha256:
-            what = "an unreadable file" if digest is None else "different bytes"
+            what = "an unreadable file or other bytes" if digest is None else "different bytes"
             raise ReleaseError(
                 f"{a.cmd_name} {a.version} is already released for {a.platform} with {what} "
                 f"({existing}); released versions are never replaced, since clients may hold "
@@ -148,9 +153,10 @@ def _refuse_kind_change(context: ReleaseContext) -> None:
     for a in context.artifacts:
         current = context.target(a.manifest_relpath)
         try:
-            kind = decode_manifest(current.read_bytes(), source=str(current)).kind
-        except (OSError, SelfUpdateError):
-            continue  # no release yet (an unreadable one is reported where it is used)
+            manifest = read_tree_manifest(context.out, a.manifest_relpath)
+            kind = manifest.kind if manifest is not None else a.kind
+        except SelfUpdateError:
+            continue  # an unreadable one is reported where it is used
         if kind != a.kind:
             raise ReleaseError(
                 f"{a.cmd_name} for {a.platform} was released as a {kind} ({current}) and this "
@@ -161,17 +167,34 @@ def _refuse_kind_change(context: ReleaseContext) -> None:
 
 
 def _earlier_versions(context: ReleaseContext, artifact: Artifact) -> List[Tuple[str, Path]]:
+    """``(version, .gz)`` of every earlier release of the artifact's platform; no link followed."""
+    refuse_links(context.out, [artifact.cmd_name])
     folder = Path(context.out) / artifact.cmd_name
     if not folder.is_dir():
         return []
     found = []
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
-        if entry.name == artifact.version or not entry.is_dir():
+        if entry.name == artifact.version or not (entry.is_dir() or entry.is_symlink()):
             continue
-        gz = Path(context.out) / full_path(artifact.cmd_name, entry.name, artifact.platform)
+        try:
+            check_name(entry.name, "version")
+        except ReleaseError as exc:
+            log.warning("%s is not diffed from: %s", entry, exc)
+            continue
+        gz = context.target(full_path(artifact.cmd_name, entry.name, artifact.platform))
         if gz.is_file():
             found.append((entry.name, gz))
     return found
+
+
+def _old_release_bounds(artifact: Artifact, old_version: str) -> Tuple[int, Optional[bytes]]:
+    """``(max size, expected SHA-256 or None)`` of an earlier release: its signed ones when a
+    verified manifest gives them, else the new release's size + ``LIMITS.release_base_slack``."""
+    signed: Mapping[str, Manifest] = artifact.data.get("signed_releases") or {}
+    manifest = signed.get(old_version)
+    if manifest is not None:
+        return manifest.extra["Size"], manifest.sha256
+    return min(LIMITS.binary_bytes, artifact.size + LIMITS.release_base_slack), None
 
 
 def _release_artifact(context: ReleaseContext, artifact: Artifact) -> ArtifactSummary:
@@ -207,7 +230,9 @@ def _release_artifact(context: ReleaseContext, artifact: Artifact) -> ArtifactSu
                 context.report(f"reusing patch {old_version} -> {artifact.version} {artifact.platform}")
                 continue
             log.warning("%s predates this release of %s: computing it again", target, artifact.version)
-        jobs.append(PatchJob(old_version, old_gz, Path(artifact.path), artifact.sha256, relpath))
+        max_size, old_sha256 = _old_release_bounds(artifact, old_version)
+        jobs.append(PatchJob(old_version, old_gz, Path(artifact.path), artifact.sha256, relpath,
+                             old_max_size=max_size, old_sha256=old_sha256))
 
     if jobs:
         context.report(
@@ -250,11 +275,12 @@ def _release_artifact(context: ReleaseContext, artifact: Artifact) -> ArtifactSu
     return summary
 
 
-def _manifest_version(path: Path) -> Optional[str]:
+def _manifest_version(context: ReleaseContext, relpath: str) -> Optional[str]:
     try:
-        return decode_manifest(path.read_bytes(), source=str(path)).version
-    except (OSError, SelfUpdateError):
+        manifest = read_tree_manifest(context.out, relpath)
+    except SelfUpdateError:
         return None
+    return None if manifest is None else manifest.version
 
 
 def release(
@@ -318,6 +344,8 @@ def release(
         pm.hook.release_check_artifact(context=context, artifact=artifact)
     _refuse_changed_versions(context)
     _refuse_kind_change(context)
+    for artifact in context.artifacts:  # a link in the tree is refused before anything is written
+        _earlier_versions(context, artifact)
     pm.hook.release_prepare(context=context)
 
     summary = ReleaseSummary(out=context.out, version=version)
@@ -327,11 +355,14 @@ def release(
         manifest = answered(pm.hook.release_manifest(context=context, artifact=artifact),
                             "release_manifest", "built the manifest")
         art_summary.manifest_extra = dict(manifest.extra)
-        manifests.append((artifact.manifest_relpath, encode_manifest(manifest)))
+        data = encode_manifest(manifest)
+        if signing.is_signed(manifest):  # the signed record of this version's hash, kept with its .gz
+            context.write_file(artifact.record_relpath, data)
+        manifests.append((artifact.manifest_relpath, data))
         summary.artifacts.append(art_summary)
     # Every file the manifests point at is in place: publish the manifests.
     for relpath, data in manifests:
-        previous = _manifest_version(context.target(relpath))
+        previous = _manifest_version(context, relpath)
         context.write_file(relpath, data)
         summary.manifests.append(relpath)
         moved = f"{previous} -> {version}" if previous and previous != version else version

@@ -135,7 +135,10 @@ def release_diff(
     Return an iterable yielding ``(job, patch_bytes)`` as each patch is done
     (in any order; the pipeline writes and reports each as it arrives). Each
     patch must be ``bsdiff4.diff(gunzip(job.old_gz), new_bytes)``, the
-    BSDIFF40 format go-selfupdate clients apply. First result wins; the
+    BSDIFF40 format go-selfupdate clients apply; the old ``.gz`` comes from
+    the tree, so decompress it as a stream of at most ``job.old_max_size``
+    bytes that must hash to ``job.old_sha256`` when set (the built-in
+    ``pyi_selfupdate.release._builtin.diff.read_gz`` does both). First result wins; the
     built-in plugin diffs in a pool of worker processes
     (``context.options["diff_workers"]``, default 2) so at most that many old
     versions are held in memory at once. Jobs for patches already in the
@@ -171,7 +174,9 @@ def release_manifest_fields(
     added. Every result is merged into ``Manifest.extra``, written after
     ``Version`` and ``Sha256``; Go clients ignore unknown fields. Two plugins
     giving one field different values is an error; a field named like
-    ``Version``/``Sha256`` (any case) is refused.
+    ``Version``/``Sha256`` (any case) is refused, and so is, in a signed
+    release, any field the signature does not cover (see SECURITY.md): such
+    data goes in a file of its own (:func:`release_extra_files`).
     """
 
 

@@ -156,8 +156,33 @@ def _no_platform_flag(context: ReleaseContext, folder: Path, layout: str) -> Non
         )
 
 
+def _inside_input(context: ReleaseContext, artifacts: List[Artifact]) -> List[Artifact]:
+    """Refuse an artifact reached through a symbolic link that leads out of the input folder.
+
+    The input path itself may be a link (it is what the publisher named);
+    below it, a link is followed only while it stays inside, as the canonical
+    archive of an app folder keeps only links inside the folder: a link to,
+    say, a private key would otherwise be published, world-readable.
+    """
+    root = os.path.realpath(context.path)
+    for a in artifacts:
+        for p in {Path(a.path), Path(a.executable or a.path)}:
+            real = os.path.realpath(p)
+            if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+                raise ReleaseError(
+                    f"{p} leads through a symbolic link to {real}, outside the input folder "
+                    f"{context.path}; nothing is published from outside it: copy the file into "
+                    "the folder, or give its path itself"
+                )
+    return artifacts
+
+
 def collect_artifacts(context: ReleaseContext) -> List[Artifact]:
     """The artifacts found in ``context.path`` (see the module docstring)."""
+    return _inside_input(context, _collect_artifacts(context))
+
+
+def _collect_artifacts(context: ReleaseContext) -> List[Artifact]:
     path = Path(context.path)
     if not path.exists():
         raise ReleaseError(f"{path} does not exist; give the executable or the folder holding it")

@@ -2,24 +2,29 @@
 
 Each patch is ``bsdiff4.diff(old, new)`` where ``old`` is the gunzipped
 ``<old>/<plat>.gz`` of an earlier release: byte-identical to the go-selfupdate
-CLI's patches. Diffing a large binary takes seconds and a few hundred MB, so
+CLI's patches. The old ``.gz`` is decompressed as a stream, at most
+``PatchJob.old_max_size`` bytes (a decompression bomb in the tree stops
+there), and must hash to ``PatchJob.old_sha256`` when a verified manifest
+gives it. Diffing a large binary takes seconds and a few hundred MB, so
 the jobs run in a small pool of worker processes, each reading its own old
 version: at most ``diff_workers`` old versions are in memory at once.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import logging
 import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from typing import Iterator, Sequence, Tuple
+from pathlib import Path
+from typing import Iterator, Optional, Sequence, Tuple
 
 import bsdiff4
 
 from ...errors import ReleaseError
+from ...settings import LIMITS
 from .._model import Artifact, PatchJob, ReleaseContext, read_content
+from .._tree import read_gz as _read_tree_gz
 from ..hookspecs import hookimpl
 
 log = logging.getLogger("pyi_selfupdate.release")
@@ -28,25 +33,25 @@ log = logging.getLogger("pyi_selfupdate.release")
 DEFAULT_WORKERS = 2
 
 
-def read_gz(path: "os.PathLike[str] | str") -> bytes:
-    """The decompressed bytes of an earlier release's ``.gz``."""
-    try:
-        with gzip.open(path, "rb") as fh:
-            return fh.read()
-    except (OSError, EOFError) as exc:
-        raise ReleaseError(
-            f"cannot read the earlier release {os.fspath(path)} ({exc}); it is not a valid "
-            "gzip file: restore it or remove that version's folder"
-        ) from None
+def read_gz(path: "os.PathLike[str] | str", max_size: int = 0, sha256: Optional[bytes] = None) -> bytes:
+    """The decompressed bytes of an earlier release's ``.gz``: at most ``max_size``
+    (0: ``LIMITS.binary_bytes``), hashing to ``sha256`` when given."""
+    buf = bytearray()
+    why = ("the size and SHA-256 its signed manifest gives" if sha256 is not None else
+           "no verified manifest gives its size: at most the new release's size + LIMITS.release_base_slack")
+    _read_tree_gz(Path(os.fspath(path)), max_size=max_size or LIMITS.binary_bytes, sha256=sha256,
+                  write=buf.extend, why=why)
+    return bytes(buf)
 
 
-def diff_one(old_gz: str, new_path: str, new_sha256: bytes) -> bytes:
+def diff_one(old_gz: str, new_path: str, new_sha256: bytes, old_max_size: int = 0,
+             old_sha256: Optional[bytes] = None) -> bytes:
     """One patch from the release in ``old_gz`` to ``new_path`` (worker entry point).
 
     ``new_path`` is the new executable, or the new app folder, whose canonical
     archive is diffed against the earlier archive (an earlier ``.gz`` holds it).
     """
-    old = read_gz(old_gz)
+    old = read_gz(old_gz, old_max_size, old_sha256)
     new = read_content(new_path)
     if hashlib.sha256(new).digest() != new_sha256:
         raise ReleaseError(
@@ -69,11 +74,13 @@ def run_jobs(context: ReleaseContext, jobs: Sequence[PatchJob]) -> Iterator[Tupl
     workers = _workers(context, len(jobs))
     if workers == 1:
         for job in jobs:
-            yield job, diff_one(str(job.old_gz), str(job.new_path), job.new_sha256)
+            yield job, diff_one(str(job.old_gz), str(job.new_path), job.new_sha256,
+                                job.old_max_size, job.old_sha256)
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:
         pending = {
-            pool.submit(diff_one, str(job.old_gz), str(job.new_path), job.new_sha256): job
+            pool.submit(diff_one, str(job.old_gz), str(job.new_path), job.new_sha256,
+                        job.old_max_size, job.old_sha256): job
             for job in jobs
         }
         try:

@@ -6,13 +6,18 @@ from typing import Any, Dict
 
 from ...errors import ManifestError, ReleaseError
 from ...protocol import FOLDER, KIND_KEY, NOTES_KEY, Manifest
+from ...signing import SIGNED_KEYS
 from .._model import Artifact, ReleaseContext
 from ..hookspecs import hookimpl
 
 
 @hookimpl(trylast=True)
 def release_manifest(context: ReleaseContext, artifact: Artifact) -> Manifest:
-    """``Version`` and ``Sha256``, ``Kind`` for a folder, then the fields the plugins add, in registration order."""
+    """``Version`` and ``Sha256``, ``Kind`` for a folder, then the fields the plugins add, in registration order.
+
+    A signed manifest (one with ``Signatures``) may hold only the fields its
+    signature covers: another plugin field is refused.
+    """
     base = Manifest(version=artifact.version, sha256=artifact.sha256)
     results = context.pm.hook.release_manifest_fields(context=context, artifact=artifact, manifest=base)
     # A folder release says so (Go clients ignore the field); a single file stays as Go writes it.
@@ -33,6 +38,15 @@ def release_manifest(context: ReleaseContext, artifact: Artifact) -> Manifest:
                     f"({extra[key]!r} and {value!r}); remove one of them"
                 )
             extra[key] = value
+    if "Signatures" in extra:
+        unsigned = [k for k in extra if k not in SIGNED_KEYS and k not in (KIND_KEY, NOTES_KEY)]
+        if unsigned:
+            raise ReleaseError(
+                f"a plugin added the manifest field(s) {', '.join(map(repr, unsigned))}, which the "
+                "signature does not cover: in a signed release whoever serves the tree could change "
+                "them unnoticed. Signed manifests carry only signed fields: publish that data in a "
+                "file of its own (release_extra_files) that its reader checks, or release unsigned"
+            )
     try:
         return Manifest(version=base.version, sha256=base.sha256, extra=extra)
     except ManifestError as exc:

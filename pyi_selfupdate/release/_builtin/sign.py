@@ -7,39 +7,58 @@ Options (``context.options``, filled by ``pyi-selfupdate release``):
     :class:`~pyi_selfupdate.release.keys.PrivateKey` objects); several sign with
     each key, for a rotation. Without any, manifests are left unsigned.
 ``expires_days``
-    the manifest expires that many days from now (clients refuse it after).
+    the manifest expires that many days from now (clients refuse it after):
+    finite, positive, at most ``LIMITS.expires_days_max``.
 ``serial``
     the release serial; by default the current manifest's ``Serial`` + 1
     (1 for the first signed release). A given serial must be higher.
 
-Nothing is written when a key cannot be read or a serial would go backwards.
-A release without a key over a tree whose manifest is signed is refused too:
-every app that verifies would refuse it and stop updating.
+Nothing the tree says is trusted unless a given key signed it: the current
+manifest's serial counts only when its signature verifies with the public key
+of one of ``sign_keys`` (expiry aside); an unsigned manifest, one signed by
+another key, or a missing one while earlier versions are released, is
+refused unless ``--serial`` is given. Each signed release also keeps its
+signed manifest as ``<cmd>/<version>/<plat>.json``: the verified record of
+the hash an earlier ``.gz`` must have before it is diffed from or re-signed
+(``artifact.data["signed_releases"]``, version -> verified manifest); the
+next serial also exceeds every verified record's (a release killed before
+its manifest was published already signed its serial).
+
+Nothing is written when a key cannot be read, an option is out of range, or
+a serial would go backwards. A release without a key over a tree whose
+manifest is signed is refused too: every app that verifies would refuse it
+and stop updating.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import logging
+import math
 import os
-from typing import Any, Dict, List, Optional
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
 
 from ... import signing
-from ...errors import ConfigError, ManifestError, ReleaseError
-from ...protocol import Manifest, decode_manifest
+from ...errors import ConfigError, ReleaseError, SignatureError
+from ...protocol import Manifest
+from ...settings import LIMITS
 from ..keys import PrivateKey, load_private_key, sign_fields
 from .._model import Artifact, ReleaseContext
+from .._tree import read_tree_manifest, record_path
 from ..hookspecs import hookimpl
 
 log = logging.getLogger("pyi_selfupdate.release")
 
+#: Verification of what the tree holds ignores ``Expires``: an expired
+#: manifest still records, validly, the serial and hash its key signed.
+_LONG_AGO = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
-def _keys(context: ReleaseContext) -> List[PrivateKey]:
-    cached = context.stash.get(__name__)
-    if cached is not None:
-        return cached
+
+def load_keys(items: Any) -> List[PrivateKey]:
+    """The keys of the option ``sign_keys``: key files or :class:`PrivateKey` objects."""
     keys: List[PrivateKey] = []
-    for item in context.options.get("sign_keys") or ():
+    for item in items or ():
         if isinstance(item, PrivateKey):
             keys.append(item)
             continue
@@ -47,63 +66,153 @@ def _keys(context: ReleaseContext) -> List[PrivateKey]:
             keys.append(load_private_key(os.fspath(item)))
         except ConfigError as exc:
             raise ReleaseError(f"cannot sign the release: {exc}") from None
-    context.stash[__name__] = keys
     return keys
 
 
-def _current_manifest(context: ReleaseContext, artifact: Artifact) -> Optional[Manifest]:
-    path = context.target(artifact.manifest_relpath)
+def _keys(context: ReleaseContext) -> List[PrivateKey]:
+    cached = context.stash.get(__name__)
+    if cached is None:
+        cached = context.stash[__name__] = load_keys(context.options.get("sign_keys"))
+    return cached
+
+
+def verify_with_keys(manifest: Manifest, keys: List[PrivateKey], *, cmd_name: str, platform: str,
+                     source: str) -> signing.SignedInfo:
+    """:func:`~pyi_selfupdate.signing.verify_manifest` with the public keys of ``keys``, expiry aside.
+
+    Raises :class:`~pyi_selfupdate.errors.SignatureError` when none of them
+    signed ``manifest`` for ``cmd_name`` on ``platform``.
+    """
+    return signing.verify_manifest(manifest, cmd_name=cmd_name, platform=platform,
+                                   public_keys=[k.public_key for k in keys], now=_LONG_AGO, source=source)
+
+
+def signed_record(out: Path, keys: List[PrivateKey], cmd_name: str, version: str,
+                  plat: str) -> Optional[Tuple[Manifest, signing.SignedInfo]]:
+    """The verified record of ``version`` (signed by one of ``keys``, for that version), or None."""
+    relpath = record_path(cmd_name, version, plat)
     try:
-        data = path.read_bytes()
-    except (FileNotFoundError, NotADirectoryError):  # no release yet (or no tree: publish says so)
+        record = read_tree_manifest(out, relpath)
+        if record is None:
+            return None
+        info = verify_with_keys(record, keys, cmd_name=cmd_name, platform=plat, source=relpath)
+    except signing.UntrustedKeyError as exc:  # signed before a key rotation: expected, not an alarm
+        log.debug("ignoring %s: %s", relpath, exc)
         return None
-    except OSError as exc:
-        raise ReleaseError(f"cannot read the current manifest {path} ({exc.strerror}); fix its permissions") from None
-    try:
-        return decode_manifest(data, source=str(path))
-    except ManifestError as exc:
-        raise ReleaseError(f"the current manifest is unreadable: {exc}") from None
+    except (ReleaseError, SignatureError) as exc:
+        log.warning("ignoring %s: %s", relpath, exc)
+        return None
+    if record.version != version:
+        log.warning("ignoring %s: it is signed for version %r, not %r", relpath, record.version, version)
+        return None
+    return record, info
 
 
-def _previous_serial(manifest: Optional[Manifest], path: str) -> int:
-    if manifest is None or "Serial" not in manifest.extra:
-        return 0
-    serial = manifest.extra["Serial"]
-    if isinstance(serial, bool) or not isinstance(serial, int) or serial < 0:
+def _expires(context: ReleaseContext) -> Optional[_dt.datetime]:
+    """``--expires DAYS`` as a time, checked: finite, positive, at most ``LIMITS.expires_days_max``."""
+    days = context.options.get("expires_days")
+    if days is None:
+        return None
+    limit = LIMITS.expires_days_max
+    if (isinstance(days, bool) or not isinstance(days, (int, float)) or not math.isfinite(days)
+            or not 0 < days <= limit):
         raise ReleaseError(
-            f"the current manifest {path} has a malformed Serial {serial!r}; pass --serial N "
-            "with N higher than any serial ever published"
+            f"--expires must be a number of days above 0 and at most {limit}, not {days!r}; "
+            "apps refuse a manifest once it expires, so re-sign before with `pyi-selfupdate rollback`"
         )
-    return serial
+    key = f"{__name__}.expires"
+    if key not in context.stash:  # one expiry for every platform of the release
+        context.stash[key] = _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(days=days)
+    return context.stash[key]
+
+
+def _check_serial_option(wanted: Any) -> Optional[int]:
+    if wanted is not None and (isinstance(wanted, bool) or not isinstance(wanted, int) or wanted < 0):
+        raise ReleaseError(f"--serial must be a non-negative integer, not {wanted!r}")
+    return wanted
+
+
+def _released(context: ReleaseContext, artifact: Artifact) -> List[str]:
+    """The versions with a ``.gz`` for the artifact's platform in the tree (this one included)."""
+    folder = Path(context.out) / artifact.cmd_name
+    try:
+        return sorted(p.name for p in folder.iterdir() if (p / f"{artifact.platform}.gz").is_file())
+    except OSError:
+        return []
 
 
 @hookimpl
 def release_check_artifact(context: ReleaseContext, artifact: Artifact) -> None:
-    """Load the keys and choose the serial before anything is written."""
+    """Load the keys, check the options, verify the tree and choose the serial, before anything is written."""
     keys = _keys(context)
-    current = _current_manifest(context, artifact)
-    path = str(context.target(artifact.manifest_relpath))
+    relpath = artifact.manifest_relpath
+    path = str(context.target(relpath))
+    current = read_tree_manifest(Path(context.out), relpath)
+    wanted = _check_serial_option(context.options.get("serial"))
     if not keys:
+        given = [flag for flag, key in (("--expires", "expires_days"), ("--serial", "serial"))
+                 if context.options.get(key) is not None]
+        if given:
+            raise ReleaseError(
+                f"{' and '.join(given)} only apply to a signed release, and no --sign-key was given; "
+                "pass --sign-key KEYFILE, or drop " + " and ".join(given)
+            )
         if current is not None and signing.is_signed(current):
             raise ReleaseError(
                 f"{path} is signed, and apps that verify signatures would refuse an unsigned "
                 "release and stop updating; pass --sign-key KEYFILE"
             )
         return
-    previous = _previous_serial(current, path)
-    wanted = context.options.get("serial")
+    _expires(context)
+    previous, previous_source = 0, path
+    # Verified records: the hashes of earlier releases, and serials the next one must exceed
+    # (a record outlives a release killed before its manifest was published).
+    trusted: Dict[str, Manifest] = {}
+    for version in _released(context, artifact):
+        found = signed_record(Path(context.out), keys, artifact.cmd_name, version, artifact.platform)
+        if found is not None:
+            trusted[version] = found[0]
+            if found[1].serial > previous:
+                previous, previous_source = found[1].serial, record_path(artifact.cmd_name, version,
+                                                                          artifact.platform)
+    if current is not None:
+        try:
+            info = verify_with_keys(current, keys, cmd_name=artifact.cmd_name, platform=artifact.platform,
+                                    source=path)
+        except SignatureError as exc:
+            if wanted is None:
+                raise ReleaseError(
+                    f"the serial of the current manifest cannot be trusted: {exc}. "
+                    f"If {path} is yours (the first signed release over an unsigned tree, or a release "
+                    "after the key that signed it was retired), give the serial explicitly with "
+                    "--serial N, N higher than any serial ever published; otherwise restore it from "
+                    "a backup (an attacker may have stripped or replaced it to restart the serials)"
+                ) from None
+            log.warning("%s is not signed by the given key(s): trusting --serial %d instead", path, wanted)
+        else:
+            if info.serial >= previous:
+                previous, previous_source = info.serial, path
+            trusted[current.version] = current
+    elif wanted is None:
+        earlier = [v for v in _released(context, artifact) if v != artifact.version]
+        if earlier:
+            raise ReleaseError(
+                f"{path} is missing, though {artifact.cmd_name} {', '.join(earlier)} "
+                f"{'is' if len(earlier) == 1 else 'are'} released for {artifact.platform}: the serial "
+                "cannot be known; restore the manifest from a backup, or give the serial with "
+                "--serial N, N higher than any serial ever published"
+            )
     if wanted is None:
         serial = previous + 1
+    elif wanted <= previous:
+        raise ReleaseError(
+            f"--serial {wanted} is not higher than serial {previous} of {previous_source}; clients that "
+            f"saw it would refuse this release as a rollback: use --serial {previous + 1} or omit it"
+        )
     else:
-        if isinstance(wanted, bool) or not isinstance(wanted, int) or wanted < 0:
-            raise ReleaseError(f"--serial must be a non-negative integer, not {wanted!r}")
-        if wanted <= previous:
-            raise ReleaseError(
-                f"--serial {wanted} is not higher than serial {previous} of {path}; clients that "
-                f"saw it would refuse this release as a rollback: use --serial {previous + 1} or omit it"
-            )
         serial = wanted
     artifact.data["sign_serial"] = serial
+    artifact.data["signed_releases"] = trusted
 
 
 @hookimpl
@@ -112,12 +221,7 @@ def release_manifest_fields(context: ReleaseContext, artifact: Artifact, manifes
     keys = _keys(context)
     if not keys:
         return None
-    expires = None
-    days = context.options.get("expires_days")
-    if days is not None:
-        if isinstance(days, bool) or not isinstance(days, (int, float)) or days <= 0:
-            raise ReleaseError(f"--expires must be a positive number of days, not {days!r}")
-        expires = _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(days=days)
+    expires = _expires(context)
     fields = sign_fields(
         keys,
         cmd_name=artifact.cmd_name,
