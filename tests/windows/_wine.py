@@ -157,7 +157,10 @@ class Wine:
             out, err = proc.communicate(input, timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
-            out, err = proc.communicate()
+            try:  # a process it started may hold the pipes: do not wait for it
+                out, err = proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                out, err = "", "(its output is held by a process it started)"
             raise AssertionError(f"{args} timed out after {timeout} s\nstdout:\n{out}\nstderr:\n{err}")
         return subprocess.CompletedProcess(args, proc.returncode, out, _clean(err))
 

@@ -33,9 +33,29 @@ class PROCESSENTRY32W(ctypes.Structure):
 
 k32.CreateToolhelp32Snapshot.restype = wintypes.HANDLE
 k32.OpenProcess.restype = wintypes.HANDLE
+k32.GetProcessTimes.argtypes = [wintypes.HANDLE] + [ctypes.POINTER(wintypes.FILETIME)] * 4
 
 
-def children(pid):
+def created(pid):
+    """The creation time of process ``pid`` (100 ns units), or None if it is gone."""
+    handle = k32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return None
+    times = [wintypes.FILETIME() for _ in range(4)]
+    ok = k32.GetProcessTimes(wintypes.HANDLE(handle), *[ctypes.byref(t) for t in times])
+    k32.CloseHandle(wintypes.HANDLE(handle))
+    return (times[0].dwHighDateTime << 32 | times[0].dwLowDateTime) if ok else None
+
+
+def children(pid, since=None):
+    """Processes whose parent is ``pid``, created after ``since`` (the parent's creation time).
+
+    A process keeps its parent's pid after the parent ends, and Windows (Wine too) reuses
+    pids: without the time check, the children of a dead pid may be anyone's (Wine's own
+    services.exe, whose restart would then hold a test's pipes).
+    """
+    if since is None:
+        since = created(pid)
     snap = k32.CreateToolhelp32Snapshot(2, 0)
     entry = PROCESSENTRY32W()
     entry.dwSize = ctypes.sizeof(entry)
@@ -46,7 +66,9 @@ def children(pid):
             found.append(entry.th32ProcessID)
         ok = k32.Process32NextW(wintypes.HANDLE(snap), ctypes.byref(entry))
     k32.CloseHandle(wintypes.HANDLE(snap))
-    return found
+    if since is None:
+        return []
+    return [c for c in found if (created(c) or 0) >= since]
 
 
 def terminate(pid):
@@ -58,9 +80,10 @@ def terminate(pid):
     return bool(ok)
 
 
-def tree(pid):
+def tree(pid, since=None):
+    """``pid`` and its descendants (``since``: its creation time, if it may have ended)."""
     out = [pid]
-    for child in children(pid):
+    for child in children(pid, since):
         out += tree(child)
     return out
 
@@ -92,20 +115,24 @@ def main():
     elif what == "kill":
         delay, cmd = float(args[0]), args[1:]
         p = start(cmd)
+        born = created(p.pid)
         time.sleep(delay)
-        pids = tree(p.pid)
+        pids = tree(p.pid, born)
+        if p.poll() is not None:  # ended: its pid may be another process's now
+            pids = pids[1:]
         killed = [pid for pid in pids if terminate(pid)]
         out, err = p.communicate()
         print(json.dumps({"killed": killed, "rc": p.returncode, "out": text(out), "err": text(err)}))
     elif what == "exitkill":
         delay, cmd = float(args[0]), args[1:]
         p = start(cmd)
+        born = created(p.pid)
         left = set()
         while p.poll() is None:
-            left.update(tree(p.pid)[1:])
+            left.update(tree(p.pid, born)[1:])
             time.sleep(0.01)
         out, err = p.communicate()
-        left.update(tree(p.pid)[1:])  # a child keeps its parent's pid after the parent's exit
+        left.update(tree(p.pid, born)[1:])  # a child keeps its parent's pid after the parent's exit
         time.sleep(delay)
         victims = [pid for child in sorted(left) for pid in tree(child)]
         killed = [pid for pid in victims if terminate(pid)]
