@@ -42,11 +42,7 @@ def check_tree_name(value: str, what: str) -> str:
     (``<>:"|?*``, a trailing dot or space, ``CON``, ``NUL``, ``COM1``...), so
     the tree can be written, copied and served from any OS.
     """
-    try:
-        validate_name(value, what)
-    except InvalidNameError as exc:
-        raise ReleaseError(str(exc)) from None
-    try:
+    try:  # first: bytes from the command line that are not UTF-8 arrive as lone surrogates
         value.encode("utf-8")
     except UnicodeEncodeError:
         shown = value.encode("utf-8", "surrogateescape")
@@ -54,6 +50,10 @@ def check_tree_name(value: str, what: str) -> str:
             f"the {what} {shown!r} is not valid UTF-8: it would be signed, but no client could "
             f"read it back; give the {what} as UTF-8 text"
         ) from None
+    try:
+        validate_name(value, what)
+    except InvalidNameError as exc:
+        raise ReleaseError(str(exc)) from None
     if " " in value:
         raise ReleaseError(
             f"the {what} {value!r} contains a space, which go-selfupdate clients ask for as '+' "
