@@ -137,7 +137,7 @@ def format_listing(listings: List[PlatformListing], now: Optional[_dt.datetime] 
             lines.append(sig + (f"; signature {it.verified}" if it.verified else ""))
         if it.releases:
             lines.append("  releases: " + ", ".join(
-                f"{v} ({human_size(n)}.gz)" + (" *" if v == it.current else "")
+                f"{v} (.gz {human_size(n)})" + (" *" if v == it.current else "")
                 for v, n in it.releases.items()))
         if it.patches:
             lines.append("  patches:  " + ", ".join(f"{a} -> {b} ({human_size(n)})" for a, b, n in it.patches))

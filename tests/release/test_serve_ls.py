@@ -169,7 +169,7 @@ def test_ls_shows_the_tree_at_a_glance(tmp_path):
     assert f"{CMD} {PLAT}: current 1.2 (file, {human_size(len(_binary('1.2')))})" in text
     assert f"signed: serial 3, expires " in text and "(in 30 d)" in text and k.key_id in text
     assert f"signature valid (key {k.key_id})" in text
-    assert f"1.0 ({human_size(gz['1.0'])}.gz), 1.1 ({human_size(gz['1.1'])}.gz), 1.2 ({human_size(gz['1.2'])}.gz) *" in text
+    assert f"1.0 (.gz {human_size(gz['1.0'])}), 1.1 (.gz {human_size(gz['1.1'])}), 1.2 (.gz {human_size(gz['1.2'])}) *" in text
     patch = (out / CMD / "1.0" / "1.2" / PLAT).stat().st_size
     assert f"1.0 -> 1.2 ({human_size(patch)})" in text and "1.0 -> 1.1" in text and "1.1 -> 1.2" in text
 
