@@ -309,7 +309,9 @@ def diagnose(path: str, *, deadline: float = 20.0, now: Optional[_dt.datetime] =
         backoff = ""
         if failures and next_check is not None and next_check > now:
             backoff = f"; the app backs off: next attempt in {_span((next_check - now).total_seconds())}"
-        return _end(d, f"cannot reach the update server: {exc}{backoff}", SERVER_DOWN)
+        what = "the update server answers an error for the manifest" if " answered HTTP " in str(exc) \
+            else "cannot reach the update server"
+        return _end(d, f"{what}: {exc}{backoff}", SERVER_DOWN)
     except SelfUpdateError as exc:
         d.add("server", f"{url}: {exc}")
         return _end(d, blocker or f"refuses the server's manifest: {exc}", CANNOT_UPDATE if blocker else REFUSED)

@@ -151,3 +151,13 @@ def test_the_state_beside_the_app_is_reported(signed):
     assert row(proc, "staged").startswith("a corrupt sidecar ") and "the app discards it" in row(proc, "staged")
     assert "line 9" in proc.stdout and "line 1\n" not in proc.stdout  # the last 8 lines
     assert proc.returncode == 1
+
+
+def test_a_missing_manifest_is_an_answer_of_the_server(signed):
+    key, out, installed = signed
+    app = installed([key.public_key_text])
+    (out / CMD / f"{PLAT}.json").unlink()
+    proc = doctor(app)
+    assert proc.returncode == 4
+    assert verdict(proc).startswith("the update server answers an error for the manifest: ")
+    assert "HTTP 404; check that the release is published at this URL" in verdict(proc)
