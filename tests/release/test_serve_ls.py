@@ -187,3 +187,18 @@ def test_ls_says_what_is_wrong_with_a_tree(tmp_path):
     assert proc.returncode == 2 and "problem: the current version 1.1 has no .gz" in proc.stdout
     proc = _cli("ls", str(tmp_path / "nope"))
     assert proc.returncode == 2 and "is not a release tree folder" in proc.stderr
+
+
+def test_serve_and_ls_read_the_go_cli_tree(go_tree, go_vectors, served, tmp_path):
+    # versions escaped as Go's url.QueryEscape escapes them ("1.4+meta" asked as 1.4%2Bmeta)
+    port = served(go_tree)
+    target = tmp_path / "myapp"
+    target.write_bytes((go_vectors / "payloads" / "single" / "1.1").read_bytes())
+    result = Updater(current_version="1.1", api_url=f"http://127.0.0.1:{port}/", cmd_name="myapp",
+                     platform=PLAT, target=target).update()
+    assert result is not None and result.to_version == "1.4+meta" and result.method == "patch"
+    assert target.read_bytes() == (go_vectors / "payloads" / "single" / "1.4+meta").read_bytes()
+    proc = _cli("ls", str(go_tree))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "myapp linux-amd64: current 1.4+meta (file)" in proc.stdout and "1.1 -> 1.4+meta (" in proc.stdout
+    assert "multi windows-amd64: current 2.0 (file)" in proc.stdout
