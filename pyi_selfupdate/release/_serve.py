@@ -23,7 +23,6 @@ Only files inside OUT are served: no listing, no symbolic link followed.
 from __future__ import annotations
 
 import email.utils
-import hashlib
 import http.server
 import os
 import posixpath
@@ -175,7 +174,3 @@ def make_server(root: "str | os.PathLike[str]", port: int = 8000, host: str = "1
     server = http.server.ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
     return server
-
-
-def etag_of(data: bytes) -> str:  # pragma: no cover - kept for symmetry with tests' server
-    return '"%s"' % hashlib.sha256(data).hexdigest()[:16]
