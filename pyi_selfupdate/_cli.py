@@ -293,9 +293,102 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
     return _run_release(rollback, args, version=args.version)
 
 
+# --------------------------------------------------------- doctor, serve, ls
+
+
+def _add_doctor(sub: "argparse._SubParsersAction") -> None:
+    from ._doctor import STATUS
+
+    table = "; ".join(f"{code} {text.split(':')[0]}" for code, text in STATUS.items())
+    p = sub.add_parser(
+        "doctor",
+        help="say why an installed app will or will not update (read only)",
+        description="Read the update settings embedded in APP (a onefile executable, a onedir folder "
+        "or its executable, a macOS .app), its state beside it (schedule, back-off, serial, "
+        "downloads, staged update, log), ask its server what it would take, and end with one "
+        "verdict line. Nothing is written. Exit status: " + table + "; 2 bad arguments.",
+    )
+    p.add_argument("app", metavar="APP", help="the installed app: its executable, onedir folder or .app")
+    p.add_argument("--timeout", type=float, default=20.0, metavar="SECONDS",
+                   help="the most the questions to the server take in all (default: 20)")
+    p.set_defaults(func=_cmd_doctor)
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from ._doctor import diagnose
+
+    diagnosis = diagnose(args.app, deadline=args.timeout)
+    print(diagnosis.format())
+    return diagnosis.status
+
+
+def _add_serve(sub: "argparse._SubParsersAction") -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve a release tree on 127.0.0.1 for local testing, with a real host's cache headers",
+        description="Serve OUT over HTTP on 127.0.0.1 (never another interface) with the headers a "
+        "real host should send: manifests Cache-Control: no-cache, versioned .gz and patches "
+        "immutable, ETag, Range (resumed downloads). Ctrl-C stops it.",
+    )
+    p.add_argument("out", nargs="?", default="public", metavar="OUT",
+                   help="root of the release tree (default: public)")
+    p.add_argument("--port", type=int, default=8000, metavar="N", help="port (default: 8000; 0: any free one)")
+    p.set_defaults(func=_cmd_serve)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from .errors import ConfigError
+    from .release._serve import make_server
+
+    if not os.path.isdir(args.out):
+        raise ConfigError(f"{args.out} is not a folder; give the release tree (the -o folder of "
+                          "`pyi-selfupdate release`)")
+    try:
+        server = make_server(args.out, args.port, log=lambda m: print(m, file=sys.stderr, flush=True))
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on 127.0.0.1:{args.port} ({exc.strerror or exc}); "
+                          "choose another --port") from None
+    port = server.server_address[1]
+    print(f"serving {os.path.abspath(args.out)} at http://127.0.0.1:{port}/ (Ctrl-C stops)", flush=True)
+    print(f"  build apps with api_url = \"http://127.0.0.1:{port}/\"", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def _add_ls(sub: "argparse._SubParsersAction") -> None:
+    p = sub.add_parser(
+        "ls",
+        help="show a release tree at a glance: versions, sizes, patches, signatures",
+        description="For each cmd name and platform of OUT: the current version, every release and "
+        "patch with its size, and the signature (serial, expiry, key ids); with --public-key the "
+        "signatures are verified as an app with that key would.",
+    )
+    p.add_argument("out", nargs="?", default="public", metavar="OUT",
+                   help="root of the release tree (default: public)")
+    p.add_argument("--public-key", dest="public_keys", action="append", default=[], metavar="KEY",
+                   help="verify the manifests with this public key (ed25519:..., repeatable)")
+    p.set_defaults(func=_cmd_ls)
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    from .release._ls import format_listing, list_tree
+
+    listings = list_tree(args.out, args.public_keys)
+    print(format_listing(listings))
+    return 2 if any(it.problems or it.verified.startswith("REFUSED") for it in listings) else 0
+
+
 # --------------------------------------------------------------------- main
 
 _SUBCOMMANDS = [_add_release, _add_hooks_dir, _add_init, _add_build, _add_keygen, _add_rollback]
+_SUBCOMMANDS += [_add_doctor, _add_serve, _add_ls]
 
 
 def _parser() -> argparse.ArgumentParser:
