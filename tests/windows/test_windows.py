@@ -453,3 +453,54 @@ def test_terminate_during_the_folder_switch_breaks_nothing(wine, win_builds, tre
             server.close()
     rows = "; ".join(f"{p}: {a}, 1.1 after {n} launch(es) x{c}" for (p, a, n), c in sorted(table.items()))
     print(f"\nFIGURE windows folder-switch kills (seed {seed}, {TRIALS} per phase): 0 broken; {rows}")
+
+
+# ------------------------------------------------------------------ hostile servers
+
+
+@pytest.mark.parametrize("attack", ["dripped headers", "endless empty gzip"])
+def test_the_deadline_holds_on_windows_against_a_hostile_server(wine, tmp_path, serve, attack):
+    """The watchdog shuts a Windows socket (through a duplicate of its handle) at the deadline,
+    and the byte caps count what came over the wire: Updater(deadline=3) in a Windows CPython
+    gives up within the deadline, the installed file untouched."""
+    import hashlib
+
+    from _hostile import drip_headers, endless_empty_gzip
+    from pyi_selfupdate.protocol import Manifest, encode_manifest
+
+    public = tmp_path / "public"
+    (public / NAME).mkdir(parents=True)
+    server = serve(public)
+    if attack == "dripped headers":
+        sent = drip_headers(server, MANIFEST)
+    else:  # a manifest of 1.1, no patch, a .gz that never decodes to anything
+        new = b"textstat 1.1" * 1000
+        (public / MANIFEST.lstrip("/")).write_bytes(encode_manifest(Manifest("1.1", hashlib.sha256(new).digest())))
+        sent = endless_empty_gzip(server, GZ)
+    work = wine.workdir(f"deadline-{attack.split()[0]}")
+    target = work / f"{NAME}.exe"
+    target.write_bytes(b"textstat 1.0" * 1000)
+    script = work / "check.py"
+    script.write_text(
+        "import sys, time\n"
+        f"sys.path.insert(0, {wine.win(wine.project)!r})\n"
+        "from pyi_selfupdate import Updater\n"
+        "from pyi_selfupdate.errors import SelfUpdateError\n"
+        f"u = Updater(current_version={V1!r}, api_url={server.url!r}, cmd_name={NAME!r}, platform={PLAT!r},\n"
+        f"            target={wine.win(target)!r}, deadline=3)\n"
+        "t = time.monotonic()\n"
+        "try:\n"
+        "    u.update()\n"
+        "    print('0 no error')\n"
+        "except SelfUpdateError as exc:\n"
+        "    print(f'{time.monotonic() - t:.2f}', exc)\n")
+    t0 = time.monotonic()
+    proc = wine.run([wine.python, wine.win(script)], timeout=60)
+    wall = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr
+    seconds, message = proc.stdout.strip().split(" ", 1)
+    assert message != "no error" and float(seconds) < 3 + 2, proc.stdout
+    assert "deadline" in message, proc.stdout
+    assert target.read_bytes() == b"textstat 1.0" * 1000
+    print(f"\nFIGURE windows {attack}: Updater(deadline=3) gave up after {seconds} s "
+          f"({wall:.1f} s with the Windows interpreter's start-up), {sent.total} bytes sent: {message}")
