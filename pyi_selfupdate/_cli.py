@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, NoReturn, Optional
 
 from .errors import SelfUpdateError
 
@@ -19,9 +19,10 @@ from .errors import SelfUpdateError
 # ------------------------------------------------------------------- release
 
 
+
 #: Options of the release and rollback parsers that are arguments of release()
 #: itself; any other option reaches the plugins as context.options[dest].
-_RELEASE_ARGS = ("command", "func", "verbose", "path", "version", "out", "platform", "cmd_name", "disable")
+_RELEASE_ARGS = ("command", "func", "verbose", "quiet", "path", "version", "out", "platform", "cmd_name", "disable")
 
 
 def _notes_file(path: str) -> str:
@@ -48,6 +49,19 @@ def _blocked_plugin(value: str) -> str:
             "other plugins load from the pyi_selfupdate entry-point group"
         )
     return value[3:]
+
+
+def _patches_from(value: str) -> int:
+    """N of ``--patches-from N``: a count >= 0, or ``all``."""
+    if value.strip().lower() == "all":
+        return -1
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of releases (0, 1, 2, ...) or 'all'")
+    return n
 
 
 def _add_tree_options(p: argparse.ArgumentParser, *, out: str, platform: str, cmd_name: str,
@@ -77,7 +91,8 @@ def _run_release(run: Callable[..., Any], args: argparse.Namespace, *positionals
     progress on stderr, and print the summary table."""
 
     def progress(message: str) -> None:
-        print(f"pyi-selfupdate: {message}", file=sys.stderr, flush=True)
+        if not args.quiet:
+            print(f"pyi-selfupdate: {message}", file=sys.stderr, flush=True)
 
     options = {k: v for k, v in vars(args).items() if k not in _RELEASE_ARGS}
     summary = run(*positionals, out=args.out, platform=args.platform, cmd_name=args.cmd_name,
@@ -87,11 +102,13 @@ def _run_release(run: Callable[..., Any], args: argparse.Namespace, *positionals
 
 
 def _add_release(sub: "argparse._SubParsersAction") -> None:
+    from .settings import LIMITS
+
     p = sub.add_parser(
         "release",
         help="write a release into the static update tree",
         description="Write OUT/<cmd>/<plat>.json, OUT/<cmd>/VERSION/<plat>.gz and bsdiff patches "
-        "OUT/<cmd>/<old>/VERSION/<plat> from every earlier release of each platform. PATH is one "
+        "OUT/<cmd>/<old>/VERSION/<plat> from the last --patches-from earlier releases of each platform. PATH is one "
         "executable, an app folder (a PyInstaller onedir app, a macOS .app), a folder of "
         "<os>-<arch>[.exe] files, a folder of <os>-<arch>/ folders each holding one executable or "
         "app folder, or a PyInstaller dist/ folder holding one of them. "
@@ -113,6 +130,17 @@ def _add_release(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--change-kind", action="store_true",
                    help="allow releasing an app folder where a single file was released before, or "
                    "the reverse (installed apps of the old kind then stop updating: see the README)")
+    p.add_argument("--allow-older", action="store_true",
+                   help="publish a version older than the current one (installed newer apps then "
+                   "downgrade); to go back to an earlier release use `pyi-selfupdate rollback`")
+    p.add_argument("--allow-no-updater", action="store_true",
+                   help="release a PyInstaller app built without pyi-selfupdate (whoever installs it "
+                   "never updates again): only for a deliberate last release")
+    p.add_argument("--allow-untrusted-key", action="store_true",
+                   help="sign with keys the app does not embed (installed copies refuse the release)")
+    p.add_argument("--patches-from", dest="patches_from", type=_patches_from, default=None, metavar="N",
+                   help=f"write patches only from the last N earlier releases of each platform (default: "
+                   f"{LIMITS.patches_from}; 0: none, 'all': every one); older installs take the full .gz")
     p.add_argument("path", metavar="PATH", help="the executable or app folder, or the folder holding them")
     p.add_argument("version", metavar="VERSION", help="the version being released, e.g. 1.2")
     p.set_defaults(func=_cmd_release)
@@ -293,30 +321,132 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
     return _run_release(rollback, args, version=args.version)
 
 
+# ---------------------------------------------------------------------- prune
+
+
+def _add_prune(sub: "argparse._SubParsersAction") -> None:
+    p = sub.add_parser(
+        "prune",
+        help="remove the files of old releases from a release tree",
+        description="For each cmd and platform, keep the current release and the N-1 releases "
+        "before it (the newest N) and remove the other releases' .gz, records and every patch "
+        "from or to them; apps at a removed version then take the current .gz. Never removes a "
+        "file the current manifests need; everything is checked before anything is removed.",
+    )
+    p.add_argument("out", metavar="OUT", help="root of the update tree")
+    p.add_argument("--keep", type=_keep_count, required=True, metavar="N",
+                   help="releases to keep per cmd and platform, the current one included (at least 1)")
+    p.add_argument("-n", "--dry-run", action="store_true", help="print what would be removed, remove nothing")
+    p.set_defaults(func=_cmd_prune)
+
+
+def _keep_count(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of releases >= 1 (the current one counts)")
+    return n
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    from .release._model import human_size
+    from .release._prune import prune
+
+    verb = "would remove" if args.dry_run else "removed"
+
+    def report(relpath: str, size: int) -> None:
+        if not args.quiet:
+            print(f"{verb} {relpath} ({human_size(size)})", flush=True)
+
+    result = prune(args.out, keep=args.keep, dry_run=args.dry_run, report=report)
+    print(f"{verb} {len(result.removed)} file(s) of {len(result.versions)} release(s) "
+          f"(kept {len(result.kept)}), "
+          f"{human_size(result.bytes_freed)} freed" + (" (dry run: nothing removed)" if args.dry_run else ""))
+    return 0
+
+
 # --------------------------------------------------------------------- main
 
-_SUBCOMMANDS = [_add_release, _add_hooks_dir, _add_init, _add_build, _add_keygen, _add_rollback]
+_SUBCOMMANDS = [_add_release, _add_hooks_dir, _add_init, _add_build, _add_keygen, _add_rollback, _add_prune]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors suggest the option or command meant (difflib)."""
+
+    def error(self, message: str) -> "NoReturn":  # type: ignore[override]
+        import re
+
+        m = re.search(r"invalid choice: '([^']*)'", message)
+        if m:
+            hint = _suggest(m.group(1), [c for a in self._actions for c in (a.choices or ())
+                                         if isinstance(a, argparse._SubParsersAction)])
+            message += hint
+        super().error(message)
+
+
+def _suggest(word: str, candidates: List[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _verbosity(p: argparse.ArgumentParser, top: bool) -> None:
+    """-v/--verbose and -q/--quiet, on the main parser and (not overriding it) on each subcommand."""
+    default = False if top else argparse.SUPPRESS
+    p.add_argument("-v", "--verbose", action="store_true", default=default, help="show debug logging")
+    p.add_argument("-q", "--quiet", action="store_true", default=default,
+                   help="show errors only (no progress, no warnings)")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from . import __version__
+
+    parser = _Parser(
         prog="pyi-selfupdate",
         description="Self-update for PyInstaller apps, wire-compatible with go-selfupdate.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging")
+    parser.add_argument("--version", action="version", version=f"pyi-selfupdate {__version__}")
+    _verbosity(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add in _SUBCOMMANDS:
         add(sub)
+    for name, p in sub.choices.items():
+        if name != "build":  # build hands every argument after it to PyInstaller
+            _verbosity(p, top=False)
     return parser
 
 
+def _unknown_options(parser: argparse.ArgumentParser, args: argparse.Namespace, extras: List[str]) -> str:
+    """The error for arguments no parser took, suggesting the option meant."""
+    options = [o for a in parser._actions for o in a.option_strings]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and args.command in action.choices:
+            options += [o for a in action.choices[args.command]._actions for o in a.option_strings]
+    hints = []
+    for extra in extras:
+        if extra.startswith("-") and len(extra) > 1:
+            hint = _suggest(extra.split("=", 1)[0], [o for o in options if o.startswith("--")]
+                            if extra.startswith("--") else options)
+            if hint:
+                hints.append(f"{extra}{hint[:-1]})")
+    message = f"unrecognized arguments: {' '.join(extras)}"
+    return message + (": " + "; ".join(hints) if hints else "")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="pyi-selfupdate: %(levelname)s: %(message)s",
-    )
+    parser = _parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras and args.command != "build":
+        parser.error(_unknown_options(parser, args, extras))
+    elif extras:
+        args.pyinstaller_args = list(args.pyinstaller_args) + extras
+    level = logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING
+    logging.basicConfig(level=level, format="pyi-selfupdate: %(levelname)s: %(message)s")
+    args.quiet = args.quiet and not args.verbose
     try:
         return int(args.func(args) or 0)
     except SelfUpdateError as exc:

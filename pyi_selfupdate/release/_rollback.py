@@ -142,6 +142,8 @@ def rollback(
             plat_arg: Optional[str] = available[0]
         else:
             source, plat_arg = tmp, None
+        # Going back is the point, and these bytes were released before.
+        options = dict(options or {}, allow_older=True, allow_no_updater=True)
         return release(source, version, out, platform=plat_arg, cmd_name=cmd_name,
                        options=options, progress=progress)
     finally:
