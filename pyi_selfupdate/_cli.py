@@ -241,15 +241,38 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _add_hooks_dir(sub: "argparse._SubParsersAction") -> None:
-    p = sub.add_parser("hooks-dir", help="print the folder to pass to pyinstaller --additional-hooks-dir")
+    p = sub.add_parser(
+        "hooks-dir",
+        help="print the folder to pass to pyinstaller --additional-hooks-dir",
+        description="From a source checkout (not installed): its hooks/ folder, which PyInstaller "
+        "needs. Installed, PyInstaller finds the hooks by itself (the pyinstaller40 entry point): "
+        "the folder printed then only adds the check that PyInstaller can import pyi_selfupdate, "
+        "and registers nothing twice.",
+    )
     p.set_defaults(func=_cmd_hooks_dir)
 
 
+def _entry_point_hooks() -> bool:
+    """True when the pyinstaller40 entry point naming this package's hooks is registered."""
+    try:
+        from importlib.metadata import entry_points
+
+        found = entry_points()
+        group = found.select(group="pyinstaller40") if hasattr(found, "select") else found.get("pyinstaller40", ())
+        return any(e.name == "hook-dirs" and e.value.startswith("pyi_selfupdate._hooks") for e in group)
+    except Exception:  # a broken metadata folder: act as if not installed
+        return False
+
+
 def _cmd_hooks_dir(args: argparse.Namespace) -> int:
+    import os
+
     try:
         from ._hooks import get_hook_dirs
 
         folder = get_hook_dirs()[0]
+        if _entry_point_hooks():
+            folder = os.path.join(folder, "installed")
     except ImportError:  # run from a source checkout: the hooks are its top-level hooks/ folder
         from pathlib import Path
 
@@ -372,6 +395,10 @@ def _cmd_prune(args: argparse.Namespace) -> int:
 _SUBCOMMANDS = [_add_release, _add_hooks_dir, _add_init, _add_build, _add_keygen, _add_rollback, _add_prune]
 
 
+#: The arguments being parsed, for the suggestions of :class:`_Parser`.
+_ARGV: List[str] = []
+
+
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors suggest the option or command meant (difflib)."""
 
@@ -380,9 +407,10 @@ class _Parser(argparse.ArgumentParser):
 
         m = re.search(r"invalid choice: '([^']*)'", message)
         if m:
-            hint = _suggest(m.group(1), [c for a in self._actions for c in (a.choices or ())
-                                         if isinstance(a, argparse._SubParsersAction)])
-            message += hint
+            message += _suggest(m.group(1), [c for a in self._actions for c in (a.choices or ())
+                                             if isinstance(a, argparse._SubParsersAction)])
+        elif "unrecognized arguments" not in message:  # e.g. "required: --keep" after "--keeep"
+            message += _option_hints(_ARGV, [o for a in self._actions for o in a.option_strings])
         super().error(message)
 
 
@@ -391,6 +419,23 @@ def _suggest(word: str, candidates: List[str]) -> str:
 
     close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
     return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _option_hints(tokens: List[str], options: List[str]) -> str:
+    """``"; --keeep: did you mean --keep?"`` for each token that is no option (nor an abbreviation of one)."""
+    hints = []
+    for token in tokens:
+        if token == "--":
+            break
+        flag = token.split("=", 1)[0]
+        if not flag.startswith("-") or len(flag) < 2 or flag[1:2].isdigit():
+            continue
+        if flag in options or (flag.startswith("--") and any(o.startswith(flag) for o in options)):
+            continue
+        hint = _suggest(flag, [o for o in options if o.startswith("--")] if flag.startswith("--") else options)
+        if hint:
+            hints.append(f"{flag}: {hint.strip()[1:-1]}")
+    return "; " + "; ".join(hints) if hints else ""
 
 
 def _verbosity(p: argparse.ArgumentParser, top: bool) -> None:
@@ -426,18 +471,11 @@ def _unknown_options(parser: argparse.ArgumentParser, args: argparse.Namespace, 
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction) and args.command in action.choices:
             options += [o for a in action.choices[args.command]._actions for o in a.option_strings]
-    hints = []
-    for extra in extras:
-        if extra.startswith("-") and len(extra) > 1:
-            hint = _suggest(extra.split("=", 1)[0], [o for o in options if o.startswith("--")]
-                            if extra.startswith("--") else options)
-            if hint:
-                hints.append(f"{extra}{hint[:-1]})")
-    message = f"unrecognized arguments: {' '.join(extras)}"
-    return message + (": " + "; ".join(hints) if hints else "")
+    return f"unrecognized arguments: {' '.join(extras)}" + _option_hints(extras, options)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    _ARGV[:] = sys.argv[1:] if argv is None else list(argv)
     parser = _parser()
     args, extras = parser.parse_known_args(argv)
     if extras and args.command != "build":
