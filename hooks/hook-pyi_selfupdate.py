@@ -93,10 +93,10 @@ pyi-selfupdate: in the environment of pyinstaller."""
 _FIX_SPEC = """\
 pyi-selfupdate: Build it with `pyi-selfupdate build {spec}` or `PYTHONHASHSEED=0
 pyi-selfupdate: pyinstaller {spec}`; or make plain `pyinstaller {spec}` reproducible
-pyi-selfupdate: by putting these lines at the top of {spec}:
+pyi-selfupdate: by putting these lines at the top of {spec} (Python >= 3.10):
 import os, subprocess, sys
 if os.environ.get("PYTHONHASHSEED", "") in ("", "random"):  # reproducible build
-    sys.exit(subprocess.call([sys.executable, "-m", "PyInstaller", *sys.argv[1:]],
+    sys.exit(subprocess.call([sys.executable, *sys.orig_argv[1:]],
                              env=dict(os.environ, PYTHONHASHSEED="0")))"""
 
 
@@ -104,7 +104,8 @@ def _repro_warning(seed) -> str:
     """The warning for an unseeded build; a spec file's user is told what to put in the spec."""
     import sys
 
-    specs = [os.path.basename(a) for a in sys.argv[1:] if a.endswith(".spec")]
+    # PyInstaller replaces sys.argv while it builds; the command as typed is sys.orig_argv.
+    specs = [os.path.basename(a) for a in getattr(sys, "orig_argv", [])[1:] if a.endswith(".spec")]
     fix = _FIX_SPEC.format(spec=specs[0]) if specs else _FIX_SCRIPT
     return _REPRO_WARNING.format(state="unset" if not seed else repr(seed), fix=fix)
 

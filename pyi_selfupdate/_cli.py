@@ -322,7 +322,7 @@ def _add_rollback(sub: "argparse._SubParsersAction") -> None:
         "rollback",
         help="publish an already released version again as the newest one (signed, higher serial)",
         description="Versions are opaque strings: going back is releasing the old binary again. "
-        "Reads OUT/<cmd>/VERSION/<plat>.gz, writes patches from every other version to it and a "
+        "Reads OUT/<cmd>/VERSION/<plat>.gz, writes patches from the newest other versions to it and a "
         "manifest with a higher Serial, signed with --sign-key. Apps that verify signatures accept "
         "it, while a replayed old manifest stays refused. Rolling back to the current version "
         "re-signs it (e.g. to renew --expires).",

@@ -399,7 +399,11 @@ def release(
     folder of ``<os>-<arch>`` files. ``plugins`` are extra pluggy plugins
     (objects or modules with :data:`hookimpl` functions) added to the built-ins
     and to the ``pyi_selfupdate`` entry points; ``options`` is handed to them
-    as ``context.options`` (e.g. ``sign_keys``, ``diff_workers``). ``disable``
+    as ``context.options`` (e.g. ``sign_keys``, ``diff_workers``; ``patches_from``: patch from
+    the newest N earlier releases, default ``LIMITS.patches_from``, negative: all;
+    ``allow_older``, ``allow_no_updater``, ``allow_untrusted_key``: the overrides of the
+    refusals of an older version, an updater-less PyInstaller app and a key the app
+    does not trust). ``disable``
     names built-in plugins to leave out, like ``-p no:NAME`` (for example
     ``["frozen"]``); a required one only when a plugin passed in replaces it.
     ``progress`` receives one line per slow step.

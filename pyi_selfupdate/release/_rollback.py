@@ -105,7 +105,7 @@ def rollback(
 
     Versions are opaque strings, so going back is going forward: the old
     binary (read back from ``OUT/<cmd>/<version>/<plat>.gz``) is released again,
-    which writes patches from every other version to it and a manifest with a
+    which writes patches from the newest other versions to it and a manifest with a
     higher ``Serial``, signed with ``options["sign_keys"]``. Signing, the
     ``.gz`` must match the hash a manifest signed by one of those keys gives
     that version (the current manifest, or the version's record
