@@ -42,18 +42,21 @@ def check_tree_name(value: str, what: str) -> str:
     (``<>:"|?*``, a trailing dot or space, ``CON``, ``NUL``, ``COM1``...), so
     the tree can be written, copied and served from any OS.
     """
-    try:
-        validate_name(value, what)
-    except InvalidNameError as exc:
-        raise ReleaseError(str(exc)) from None
-    try:
+    try:  # first: bytes given on the command line that are not UTF-8 arrive as lone surrogates
         value.encode("utf-8")
     except UnicodeEncodeError:
-        shown = value.encode("utf-8", "surrogateescape")
+        try:
+            shown = value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a surrogate no undecodable byte gives
+            shown = value.encode("utf-8", "backslashreplace")
         raise ReleaseError(
             f"the {what} {shown!r} is not valid UTF-8: it would be signed, but no client could "
             f"read it back; give the {what} as UTF-8 text"
         ) from None
+    try:
+        validate_name(value, what)
+    except InvalidNameError as exc:
+        raise ReleaseError(str(exc)) from None
     if " " in value:
         raise ReleaseError(
             f"the {what} {value!r} contains a space, which go-selfupdate clients ask for as '+' "
