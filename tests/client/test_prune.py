@@ -47,7 +47,7 @@ def tree(tmp_path: Path) -> Path:
 
 def update_from(server, tmp_path: Path, version: str) -> str:
     folder = tmp_path / f"app-{version}"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     target = folder / "myapp"
     target.write_bytes(body(version))
     target.chmod(0o755)
@@ -111,3 +111,42 @@ def test_prune_checks_everything_before_removing_anything(tmp_path, tree):
     assert tree_files(tree) == before
     proc = cli("prune", str(tree), "--keep", "0", cwd=tmp_path)
     assert proc.returncode == 2 and "--keep" in proc.stderr
+
+
+def test_a_prune_cut_short_at_any_file_keeps_every_update_path_and_a_rerun_finishes(tmp_path, tree, serve,
+                                                                                  monkeypatch):
+    """A prune stopped after any number of removals (a failure, or a kill between two atomic
+    unlinks) leaves a tree where kept versions update by patch and removed ones by the .gz."""
+    import pathlib
+    import shutil
+
+    from pyi_selfupdate.errors import ReleaseError
+    from pyi_selfupdate.release._prune import prune
+
+    planned = len(prune(tree, keep=3, dry_run=True).removed)
+    assert planned >= 10
+    root = tmp_path / "served"
+    root.mkdir()
+    server = serve(root)
+    real_unlink = pathlib.Path.unlink
+    for cut in range(planned):
+        copy = root / f"cut{cut}"
+        shutil.copytree(tree, copy)
+        calls = []
+
+        def failing_unlink(self, *args, **kwargs):
+            calls.append(self)
+            if len(calls) > cut:
+                raise PermissionError(13, "Permission denied")
+            return real_unlink(self, *args, **kwargs)
+
+        monkeypatch.setattr(pathlib.Path, "unlink", failing_unlink)
+        with pytest.raises(ReleaseError, match="run the same prune again to finish"):
+            prune(copy, keep=3)
+        monkeypatch.setattr(pathlib.Path, "unlink", real_unlink)
+        sub = type("Sub", (), {"url": f"{server.url}cut{cut}/"})()
+        assert update_from(sub, tmp_path / f"c{cut}", "1.4") == "patch"
+        assert update_from(sub, tmp_path / f"c{cut}", "1.0") in ("patch", "full")
+        prune(copy, keep=3)  # the same prune again finishes it
+        assert sorted(tree_files(copy)) == sorted(
+            r for r in tree_files(tree) if not any(f"/{v}/" in f"/{r}" for v in ("1.0", "1.1", "1.2")))
