@@ -19,7 +19,6 @@ from .errors import SelfUpdateError
 # ------------------------------------------------------------------- release
 
 
-
 #: Options of the release and rollback parsers that are arguments of release()
 #: itself; any other option reaches the plugins as context.options[dest].
 _RELEASE_ARGS = ("command", "func", "verbose", "quiet", "path", "version", "out", "platform", "cmd_name", "disable")
