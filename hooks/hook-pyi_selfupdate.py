@@ -33,7 +33,7 @@ import time
 from PyInstaller.utils.hooks import logger
 
 #: Top-level modules of the package that must never ship in the app.
-_BUILD_ONLY = {"__main__", "_cli", "_buildconfig", "release", "_hooks", "_templates"}
+_BUILD_ONLY = {"__main__", "_cli", "_buildconfig", "spec", "release", "_hooks", "_templates"}
 
 #: The client modules the bootstrap needs (more are picked up from the package folder).
 _CLIENT = [
@@ -61,6 +61,7 @@ excludedimports = [
     "pyi_selfupdate.release",
     "pyi_selfupdate._cli",
     "pyi_selfupdate._buildconfig",
+    "pyi_selfupdate.spec",
     "pyi_selfupdate.__main__",
     "pyi_selfupdate._hooks",
     "pyi_selfupdate._templates",
@@ -80,9 +81,33 @@ pyi-selfupdate: PYTHONHASHSEED is {state}: THIS BUILD IS NOT REPRODUCIBLE.
 pyi-selfupdate: PyInstaller reorders base_library.zip at every such build, so
 pyi-selfupdate: the update patches between two releases will be ~80x larger
 pyi-selfupdate: (hundreds of KB instead of a few hundred bytes).
-pyi-selfupdate: Build with `pyi-selfupdate build app.py`, or set PYTHONHASHSEED=0
-pyi-selfupdate: in the environment of pyinstaller.
+{fix}
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"""
+
+_FIX_SCRIPT = """\
+pyi-selfupdate: Build with `pyi-selfupdate build app.py`, or set PYTHONHASHSEED=0
+pyi-selfupdate: in the environment of pyinstaller."""
+
+# A spec file cannot fix the seed of the process already running it: it can only
+# run PyInstaller again with the seed fixed.
+_FIX_SPEC = """\
+pyi-selfupdate: Build it with `pyi-selfupdate build {spec}` or `PYTHONHASHSEED=0
+pyi-selfupdate: pyinstaller {spec}`; or make plain `pyinstaller {spec}` reproducible
+pyi-selfupdate: by putting these lines at the top of {spec} (Python >= 3.10):
+import os, subprocess, sys
+if os.environ.get("PYTHONHASHSEED", "") in ("", "random"):  # reproducible build
+    sys.exit(subprocess.call([sys.executable, *sys.orig_argv[1:]],
+                             env=dict(os.environ, PYTHONHASHSEED="0")))"""
+
+
+def _repro_warning(seed) -> str:
+    """The warning for an unseeded build; a spec file's user is told what to put in the spec."""
+    import sys
+
+    # PyInstaller replaces sys.argv while it builds; the command as typed is sys.orig_argv.
+    specs = [os.path.basename(a) for a in getattr(sys, "orig_argv", [])[1:] if a.endswith(".spec")]
+    fix = _FIX_SPEC.format(spec=specs[0]) if specs else _FIX_SCRIPT
+    return _REPRO_WARNING.format(state="unset" if not seed else repr(seed), fix=fix)
 
 
 def _embedded_path() -> str:
@@ -131,7 +156,7 @@ def hook(hook_api) -> None:
 
     seed = os.environ.get("PYTHONHASHSEED")
     if seed is None or seed.strip() in ("", "random"):
-        for line in _REPRO_WARNING.format(state="unset" if not seed else repr(seed)).splitlines():
+        for line in _repro_warning(seed).splitlines():
             logger.warning(line)
 
     spec_config = (getattr(hook_api.analysis, "hooksconfig", None) or {}).get(HOOKSCONFIG_NAME)

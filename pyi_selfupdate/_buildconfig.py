@@ -331,6 +331,6 @@ def render_spec(
         name_literal=json.dumps(name),
         spec_file=spec_path.name,
         script=json.dumps(script.name),
-        config_lines="\n".join(" " * 12 + line for line in lines),
+        config_lines="\n".join(" " * 8 + line for line in lines),
     )
     return spec_path, text

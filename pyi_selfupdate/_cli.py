@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, NoReturn, Optional
 
 from .errors import SelfUpdateError
 
@@ -21,7 +21,7 @@ from .errors import SelfUpdateError
 
 #: Options of the release and rollback parsers that are arguments of release()
 #: itself; any other option reaches the plugins as context.options[dest].
-_RELEASE_ARGS = ("command", "func", "verbose", "path", "version", "out", "platform", "cmd_name", "disable")
+_RELEASE_ARGS = ("command", "func", "verbose", "quiet", "path", "version", "out", "platform", "cmd_name", "disable")
 
 
 def _notes_file(path: str) -> str:
@@ -48,6 +48,19 @@ def _blocked_plugin(value: str) -> str:
             "other plugins load from the pyi_selfupdate entry-point group"
         )
     return value[3:]
+
+
+def _patches_from(value: str) -> int:
+    """N of ``--patches-from N``: a count >= 0, or ``all``."""
+    if value.strip().lower() == "all":
+        return -1
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of releases (0, 1, 2, ...) or 'all'")
+    return n
 
 
 def _add_tree_options(p: argparse.ArgumentParser, *, out: str, platform: str, cmd_name: str,
@@ -77,7 +90,8 @@ def _run_release(run: Callable[..., Any], args: argparse.Namespace, *positionals
     progress on stderr, and print the summary table."""
 
     def progress(message: str) -> None:
-        print(f"pyi-selfupdate: {message}", file=sys.stderr, flush=True)
+        if not args.quiet:
+            print(f"pyi-selfupdate: {message}", file=sys.stderr, flush=True)
 
     options = {k: v for k, v in vars(args).items() if k not in _RELEASE_ARGS}
     summary = run(*positionals, out=args.out, platform=args.platform, cmd_name=args.cmd_name,
@@ -87,11 +101,13 @@ def _run_release(run: Callable[..., Any], args: argparse.Namespace, *positionals
 
 
 def _add_release(sub: "argparse._SubParsersAction") -> None:
+    from .settings import LIMITS
+
     p = sub.add_parser(
         "release",
         help="write a release into the static update tree",
         description="Write OUT/<cmd>/<plat>.json, OUT/<cmd>/VERSION/<plat>.gz and bsdiff patches "
-        "OUT/<cmd>/<old>/VERSION/<plat> from every earlier release of each platform. PATH is one "
+        "OUT/<cmd>/<old>/VERSION/<plat> from the last --patches-from earlier releases of each platform. PATH is one "
         "executable, an app folder (a PyInstaller onedir app, a macOS .app), a folder of "
         "<os>-<arch>[.exe] files, a folder of <os>-<arch>/ folders each holding one executable or "
         "app folder, or a PyInstaller dist/ folder holding one of them. "
@@ -113,6 +129,17 @@ def _add_release(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--change-kind", action="store_true",
                    help="allow releasing an app folder where a single file was released before, or "
                    "the reverse (installed apps of the old kind then stop updating: see the README)")
+    p.add_argument("--allow-older", action="store_true",
+                   help="publish a version older than the current one (installed newer apps then "
+                   "downgrade); to go back to an earlier release use `pyi-selfupdate rollback`")
+    p.add_argument("--allow-no-updater", action="store_true",
+                   help="release a PyInstaller app built without pyi-selfupdate (whoever installs it "
+                   "never updates again): only for a deliberate last release")
+    p.add_argument("--allow-untrusted-key", action="store_true",
+                   help="sign with keys the app does not embed (installed copies refuse the release)")
+    p.add_argument("--patches-from", dest="patches_from", type=_patches_from, default=None, metavar="N",
+                   help=f"write patches only from the last N earlier releases of each platform (default: "
+                   f"{LIMITS.patches_from}; 0: none, 'all': every one); older installs take the full .gz")
     p.add_argument("path", metavar="PATH", help="the executable or app folder, or the folder holding them")
     p.add_argument("version", metavar="VERSION", help="the version being released, e.g. 1.2")
     p.set_defaults(func=_cmd_release)
@@ -213,15 +240,38 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _add_hooks_dir(sub: "argparse._SubParsersAction") -> None:
-    p = sub.add_parser("hooks-dir", help="print the folder to pass to pyinstaller --additional-hooks-dir")
+    p = sub.add_parser(
+        "hooks-dir",
+        help="print the folder to pass to pyinstaller --additional-hooks-dir",
+        description="From a source checkout (not installed): its hooks/ folder, which PyInstaller "
+        "needs. Installed, PyInstaller finds the hooks by itself (the pyinstaller40 entry point): "
+        "the folder printed then only adds the check that PyInstaller can import pyi_selfupdate, "
+        "and registers nothing twice.",
+    )
     p.set_defaults(func=_cmd_hooks_dir)
 
 
+def _entry_point_hooks() -> bool:
+    """True when the pyinstaller40 entry point naming this package's hooks is registered."""
+    try:
+        from importlib.metadata import entry_points
+
+        found = entry_points()
+        group = found.select(group="pyinstaller40") if hasattr(found, "select") else found.get("pyinstaller40", ())
+        return any(e.name == "hook-dirs" and e.value.startswith("pyi_selfupdate._hooks") for e in group)
+    except Exception:  # a broken metadata folder: act as if not installed
+        return False
+
+
 def _cmd_hooks_dir(args: argparse.Namespace) -> int:
+    import os
+
     try:
         from ._hooks import get_hook_dirs
 
         folder = get_hook_dirs()[0]
+        if _entry_point_hooks():
+            folder = os.path.join(folder, "installed")
     except ImportError:  # run from a source checkout: the hooks are its top-level hooks/ folder
         from pathlib import Path
 
@@ -271,7 +321,7 @@ def _add_rollback(sub: "argparse._SubParsersAction") -> None:
         "rollback",
         help="publish an already released version again as the newest one (signed, higher serial)",
         description="Versions are opaque strings: going back is releasing the old binary again. "
-        "Reads OUT/<cmd>/VERSION/<plat>.gz, writes patches from every other version to it and a "
+        "Reads OUT/<cmd>/VERSION/<plat>.gz, writes patches from the newest other versions to it and a "
         "manifest with a higher Serial, signed with --sign-key. Apps that verify signatures accept "
         "it, while a replayed old manifest stays refused. Rolling back to the current version "
         "re-signs it (e.g. to renew --expires).",
@@ -385,31 +435,148 @@ def _cmd_ls(args: argparse.Namespace) -> int:
     return 2 if any(it.problems or it.verified.startswith("REFUSED") for it in listings) else 0
 
 
+# ---------------------------------------------------------------------- prune
+
+
+def _add_prune(sub: "argparse._SubParsersAction") -> None:
+    p = sub.add_parser(
+        "prune",
+        help="remove the files of old releases from a release tree",
+        description="For each cmd and platform, keep the current release and the N-1 releases "
+        "before it (the newest N) and remove the other releases' .gz, records and every patch "
+        "from or to them; apps at a removed version then take the current .gz. Never removes a "
+        "file the current manifests need; everything is checked before anything is removed.",
+    )
+    p.add_argument("out", metavar="OUT", help="root of the update tree")
+    p.add_argument("--keep", type=_keep_count, required=True, metavar="N",
+                   help="releases to keep per cmd and platform, the current one included (at least 1)")
+    p.add_argument("-n", "--dry-run", action="store_true", help="print what would be removed, remove nothing")
+    p.set_defaults(func=_cmd_prune)
+
+
+def _keep_count(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of releases >= 1 (the current one counts)")
+    return n
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    from .release._model import human_size
+    from .release._prune import prune
+
+    verb = "would remove" if args.dry_run else "removed"
+
+    def report(relpath: str, size: int) -> None:
+        if not args.quiet:
+            print(f"{verb} {relpath} ({human_size(size)})", flush=True)
+
+    result = prune(args.out, keep=args.keep, dry_run=args.dry_run, report=report)
+    print(f"{verb} {len(result.removed)} file(s) of {len(result.versions)} release(s) "
+          f"(kept {len(result.kept)}), "
+          f"{human_size(result.bytes_freed)} freed" + (" (dry run: nothing removed)" if args.dry_run else ""))
+    return 0
+
+
 # --------------------------------------------------------------------- main
 
-_SUBCOMMANDS = [_add_release, _add_hooks_dir, _add_init, _add_build, _add_keygen, _add_rollback]
-_SUBCOMMANDS += [_add_doctor, _add_serve, _add_ls]
+_SUBCOMMANDS = [_add_release, _add_hooks_dir, _add_init, _add_build, _add_keygen, _add_rollback, _add_prune,
+                _add_doctor, _add_serve, _add_ls]
+
+
+#: The arguments being parsed, for the suggestions of :class:`_Parser`.
+_ARGV: List[str] = []
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors suggest the option or command meant (difflib)."""
+
+    def error(self, message: str) -> "NoReturn":  # type: ignore[override]
+        import re
+
+        m = re.search(r"invalid choice: '([^']*)'", message)
+        if m:
+            message += _suggest(m.group(1), [c for a in self._actions for c in (a.choices or ())
+                                             if isinstance(a, argparse._SubParsersAction)])
+        elif "unrecognized arguments" not in message:  # e.g. "required: --keep" after "--keeep"
+            message += _option_hints(_ARGV, [o for a in self._actions for o in a.option_strings])
+        super().error(message)
+
+
+def _suggest(word: str, candidates: List[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _option_hints(tokens: List[str], options: List[str]) -> str:
+    """``"; --keeep: did you mean --keep?"`` for each token that is no option (nor an abbreviation of one)."""
+    hints = []
+    for token in tokens:
+        if token == "--":
+            break
+        flag = token.split("=", 1)[0]
+        if not flag.startswith("-") or len(flag) < 2 or flag[1:2].isdigit():
+            continue
+        if flag in options or (flag.startswith("--") and any(o.startswith(flag) for o in options)):
+            continue
+        hint = _suggest(flag, [o for o in options if o.startswith("--")] if flag.startswith("--") else options)
+        if hint:
+            hints.append(f"{flag}: {hint.strip()[1:-1]}")
+    return "; " + "; ".join(hints) if hints else ""
+
+
+def _verbosity(p: argparse.ArgumentParser, top: bool) -> None:
+    """-v/--verbose and -q/--quiet, on the main parser and (not overriding it) on each subcommand."""
+    default = False if top else argparse.SUPPRESS
+    p.add_argument("-v", "--verbose", action="store_true", default=default, help="show debug logging")
+    p.add_argument("-q", "--quiet", action="store_true", default=default,
+                   help="show errors only (no progress, no warnings)")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from . import __version__
+
+    parser = _Parser(
         prog="pyi-selfupdate",
         description="Self-update for PyInstaller apps, wire-compatible with go-selfupdate.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging")
+    parser.add_argument("--version", action="version", version=f"pyi-selfupdate {__version__}")
+    _verbosity(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add in _SUBCOMMANDS:
         add(sub)
+    for name, p in sub.choices.items():
+        if name != "build":  # build hands every argument after it to PyInstaller
+            _verbosity(p, top=False)
     return parser
 
 
+def _unknown_options(parser: argparse.ArgumentParser, args: argparse.Namespace, extras: List[str]) -> str:
+    """The error for arguments no parser took, suggesting the option meant."""
+    options = [o for a in parser._actions for o in a.option_strings]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and args.command in action.choices:
+            options += [o for a in action.choices[args.command]._actions for o in a.option_strings]
+    return f"unrecognized arguments: {' '.join(extras)}" + _option_hints(extras, options)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="pyi-selfupdate: %(levelname)s: %(message)s",
-    )
+    _ARGV[:] = sys.argv[1:] if argv is None else list(argv)
+    parser = _parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras and args.command != "build":
+        parser.error(_unknown_options(parser, args, extras))
+    elif extras:
+        args.pyinstaller_args = list(args.pyinstaller_args) + extras
+    level = logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING
+    logging.basicConfig(level=level, format="pyi-selfupdate: %(levelname)s: %(message)s")
+    args.quiet = args.quiet and not args.verbose
     try:
         return int(args.func(args) or 0)
     except SelfUpdateError as exc:

@@ -157,6 +157,8 @@ LIMIT_ROWS: Tuple[Tuple[str, Any, str, str], ...] = (
                                               "manifest gives is decompressed, to diff from, up to the new "
                                               "release's size plus this (more is refused as a decompression bomb)"),
     ("expires_days_max", 3653, "days", "release tool: the longest `--expires` (ten years)"),
+    ("patches_from", 5, "releases", "release tool: patches are written from this many earlier releases of "
+                                    "each platform, the newest (`--patches-from N`); older installs take the `.gz`"),
 )
 
 
@@ -186,6 +188,7 @@ class Limits(_Frozen):
     switch_wait: float
     release_base_slack: int
     expires_days_max: int
+    patches_from: int
 
     def __init__(self, **values: Any) -> None:
         unknown = set(values) - set(self.__slots__)

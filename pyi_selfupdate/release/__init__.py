@@ -5,7 +5,7 @@ for each platform found in ``path``::
 
     OUT/<cmd>/<plat>.json                 the manifest (written last)
     OUT/<cmd>/<version>/<plat>.gz         the full binary, gzipped
-    OUT/<cmd>/<old>/<version>/<plat>      a bsdiff patch from every earlier release
+    OUT/<cmd>/<old>/<version>/<plat>      a bsdiff patch from each of the newest earlier releases (--patches-from)
 
 The work is a pluggy pipeline (see :mod:`pyi_selfupdate.release.hookspecs`):
 every step is a plugin, third-party plugins load from the entry-point group

@@ -164,6 +164,17 @@ def human_size(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
+def percent(ratio: float) -> str:
+    """``ratio`` as a percentage with at least two significant digits (``0.013%``, never ``0.0%``)."""
+    import math
+
+    pct = ratio * 100
+    if pct <= 0:
+        return "0%"
+    decimals = max(1, min(6, 1 - math.floor(math.log10(pct))))
+    return f"{pct:.{decimals}f}%"
+
+
 @dataclass
 class ReleaseSummary:
     """The result of :func:`pyi_selfupdate.release.release`.
@@ -186,17 +197,19 @@ class ReleaseSummary:
         return n
 
     def format_table(self) -> str:
-        """A plain-text table: one line per full binary and per patch."""
-        rows = [("cmd", "platform", "from", "to", "size", "gz / patch", "ratio", "")]
+        """A plain-text table: one line per full binary and per patch. ``ratio`` is the
+        ``.gz``'s size over the binary's, and a patch's over the new ``.gz``'s; ``file``
+        says whether this run wrote the file or found it already released."""
+        rows = [("cmd", "platform", "from", "to", "size", "gz / patch", "ratio", "file")]
         for a in self.artifacts:
             rows.append(
                 (a.cmd_name, a.platform, "(full)", a.version, human_size(a.size), human_size(a.gz_size),
-                 f"{a.gz_size / a.size:.1%}" if a.size else "-", "reused" if a.gz_reused else "")
+                 percent(a.gz_size / a.size) if a.size else "-", "reused" if a.gz_reused else "written")
             )
             for p in a.patches:
                 rows.append(
                     (a.cmd_name, a.platform, p.old_version, a.version, "", human_size(p.size),
-                     f"{p.ratio:.1%}", "reused" if p.reused else "")
+                     percent(p.ratio), "reused" if p.reused else "written")
                 )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]

@@ -31,7 +31,7 @@ from ._model import (
 )
 from ._tree import check_tree_name, read_gz, read_tree_manifest, refuse_links
 
-__all__ = ["release", "check_name"]
+__all__ = ["release", "check_name", "compare_versions", "newest_first", "patches_from"]
 
 log = logging.getLogger("pyi_selfupdate.release")
 
@@ -166,6 +166,93 @@ def _refuse_kind_change(context: ReleaseContext) -> None:
             )
 
 
+def compare_versions(a: str, b: str) -> Optional[int]:
+    """-1, 0 or 1 as version ``a`` is older than, equal to or newer than ``b``; None when
+    they have no order.
+
+    PEP 440 (``packaging``, which PyInstaller installs) when both versions are
+    PEP 440; without ``packaging``, versions made of dot-separated numbers
+    (``1.10`` after ``1.9``). Other versions (a commit hash, ``nightly-3``) have
+    no order: releasing them is never refused as a downgrade.
+    """
+    keys: List[Any] = []
+    try:
+        from packaging.version import InvalidVersion, Version
+    except ImportError:  # pragma: no cover - packaging comes with PyInstaller
+        for v in (a, b):
+            parts = v.split(".")
+            if not all(p.isdigit() for p in parts):
+                return None
+            nums = [int(p) for p in parts]
+            while len(nums) > 1 and nums[-1] == 0:
+                nums.pop()
+            keys.append(tuple(nums))
+    else:
+        try:
+            keys = [Version(a), Version(b)]
+        except InvalidVersion:
+            return None
+    return (keys[0] > keys[1]) - (keys[0] < keys[1])
+
+
+def newest_first(releases: Iterable[Tuple[str, Path]]) -> List[Tuple[str, Path]]:
+    """``(version, .gz)`` pairs, newest first: by version (:func:`compare_versions`) when
+    every version has an order, else by the time each ``.gz`` was written."""
+    items = sorted(releases)
+    try:
+        from functools import cmp_to_key
+
+        def cmp(x: Tuple[str, Path], y: Tuple[str, Path]) -> int:
+            order = compare_versions(x[0], y[0])
+            if order is None:
+                raise ValueError(x[0], y[0])
+            return order
+
+        return sorted(items, key=cmp_to_key(cmp), reverse=True)
+    except ValueError:
+        def written(item: Tuple[str, Path]) -> float:
+            try:
+                return item[1].lstat().st_mtime
+            except OSError:
+                return 0.0
+
+        return sorted(items, key=written, reverse=True)
+
+
+def patches_from(options: Mapping[str, Any]) -> Optional[int]:
+    """How many earlier releases a release patches from: the option ``patches_from``
+    (``--patches-from``; None: ``LIMITS.patches_from``; a negative number: every one)."""
+    value = options.get("patches_from")
+    if value is None:
+        return LIMITS.patches_from
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ReleaseError(f"--patches-from must be a number of releases or 'all', not {value!r}")
+    return None if value < 0 else value
+
+
+def _refuse_older_version(context: ReleaseContext) -> None:
+    """The version released must not be older than the current one of the cmd/platform
+    (installed apps would take it as an update and downgrade), unless the option
+    ``allow_older`` is set (``--allow-older``)."""
+    if context.options.get("allow_older"):
+        return
+    for a in context.artifacts:
+        current = _manifest_version(context, a.manifest_relpath)
+        if current is None or current == a.version:
+            continue
+        order = compare_versions(a.version, current)
+        if order is None:
+            log.info("%s and %s are not PEP 440 versions: their order is not checked", a.version, current)
+        elif order < 0:
+            raise ReleaseError(
+                f"{a.cmd_name} {a.version} is older than {current}, the current release for {a.platform} "
+                f"({context.target(a.manifest_relpath)}; versions compare as PEP 440): every installed "
+                f"{current} would take it as an update and downgrade. Release it under a version above "
+                f"{current}; to go back to an earlier release use `pyi-selfupdate rollback`; pass "
+                "--allow-older only to publish this build over a newer one on purpose"
+            )
+
+
 def _earlier_versions(context: ReleaseContext, artifact: Artifact) -> List[Tuple[str, Path]]:
     """``(version, .gz)`` of every earlier release of the artifact's platform; no link followed."""
     refuse_links(context.out, [artifact.cmd_name])
@@ -220,7 +307,14 @@ def _release_artifact(context: ReleaseContext, artifact: Artifact) -> ArtifactSu
         del gz
 
     jobs: List[PatchJob] = []
-    for old_version, old_gz in _earlier_versions(context, artifact):
+    earlier = newest_first(_earlier_versions(context, artifact))
+    keep = patches_from(context.options)
+    if keep is not None and len(earlier) > keep:
+        skipped = [v for v, _ in earlier[keep:]]
+        context.report(f"no patch from {len(skipped)} older release(s) of {artifact.platform} "
+                       f"(--patches-from {keep}): {', '.join(sorted(skipped))} take the .gz")
+        earlier = earlier[:keep]
+    for old_version, old_gz in sorted(earlier):
         relpath = artifact.patch_relpath(old_version)
         target = context.target(relpath)
         if target.is_file():
@@ -305,7 +399,11 @@ def release(
     folder of ``<os>-<arch>`` files. ``plugins`` are extra pluggy plugins
     (objects or modules with :data:`hookimpl` functions) added to the built-ins
     and to the ``pyi_selfupdate`` entry points; ``options`` is handed to them
-    as ``context.options`` (e.g. ``sign_keys``, ``diff_workers``). ``disable``
+    as ``context.options`` (e.g. ``sign_keys``, ``diff_workers``; ``patches_from``: patch from
+    the newest N earlier releases, default ``LIMITS.patches_from``, negative: all;
+    ``allow_older``, ``allow_no_updater``, ``allow_untrusted_key``: the overrides of the
+    refusals of an older version, an updater-less PyInstaller app and a key the app
+    does not trust). ``disable``
     names built-in plugins to leave out, like ``-p no:NAME`` (for example
     ``["frozen"]``); a required one only when a plugin passed in replaces it.
     ``progress`` receives one line per slow step.
@@ -339,11 +437,13 @@ def release(
         progress=progress,
         pm=pm,
     )
+    patches_from(context.options)  # a bad option is refused before the slow work
     context.artifacts = _collect(context)
     for artifact in context.artifacts:
         pm.hook.release_check_artifact(context=context, artifact=artifact)
     _refuse_changed_versions(context)
     _refuse_kind_change(context)
+    _refuse_older_version(context)
     for artifact in context.artifacts:  # a link in the tree is refused before anything is written
         _earlier_versions(context, artifact)
     pm.hook.release_prepare(context=context)

@@ -105,7 +105,7 @@ def rollback(
 
     Versions are opaque strings, so going back is going forward: the old
     binary (read back from ``OUT/<cmd>/<version>/<plat>.gz``) is released again,
-    which writes patches from every other version to it and a manifest with a
+    which writes patches from the newest other versions to it and a manifest with a
     higher ``Serial``, signed with ``options["sign_keys"]``. Signing, the
     ``.gz`` must match the hash a manifest signed by one of those keys gives
     that version (the current manifest, or the version's record
@@ -142,6 +142,8 @@ def rollback(
             plat_arg: Optional[str] = available[0]
         else:
             source, plat_arg = tmp, None
+        # Going back is the point, and these bytes were released before.
+        options = dict(options or {}, allow_older=True, allow_no_updater=True)
         return release(source, version, out, platform=plat_arg, cmd_name=cmd_name,
                        options=options, progress=progress)
     finally:

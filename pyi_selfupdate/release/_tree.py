@@ -45,7 +45,10 @@ def check_tree_name(value: str, what: str) -> str:
     try:  # first: bytes from the command line that are not UTF-8 arrive as lone surrogates
         value.encode("utf-8")
     except UnicodeEncodeError:
-        shown = value.encode("utf-8", "surrogateescape")
+        try:
+            shown = value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a surrogate no undecodable byte gives
+            shown = value.encode("utf-8", "backslashreplace")
         raise ReleaseError(
             f"the {what} {shown!r} is not valid UTF-8: it would be signed, but no client could "
             f"read it back; give the {what} as UTF-8 text"

@@ -38,7 +38,7 @@ Order of a release, and of the hooks:
    raising :class:`~pyi_selfupdate.errors.ReleaseError`; nothing has been
    written yet; then ``release_prepare`` (the output folder is writable);
 3. per artifact: ``release_compress`` (the ``.gz``), ``release_diff`` (patches
-   against every earlier release of the platform), ``release_extra_files``,
+   against the newest ``patches_from`` earlier releases of the platform), ``release_extra_files``,
    all written with ``release_write_file`` (atomic, one file at a time);
 4. per artifact: ``release_manifest`` builds the manifest, merging what
    every ``release_manifest_fields`` returns;

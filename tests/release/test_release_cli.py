@@ -38,13 +38,14 @@ def test_release_end_to_end_with_options_after_the_positionals(tmp_path, go_vect
     assert "published myapp/linux-amd64.json: 1.1 -> 1.2" in proc.stderr
     # the summary table on stdout: the full binary and each patch with its size and ratio
     table = proc.stdout.splitlines()
-    assert table[0].split() == ["cmd", "platform", "from", "to", "size", "gz", "/", "patch", "ratio"]
+    assert table[0].split() == ["cmd", "platform", "from", "to", "size", "gz", "/", "patch", "ratio", "file"]
     rows = [line.split() for line in table[2:-1]]
     assert rows[0][:4] == ["myapp", "linux-amd64", "(full)", "1.2"]
     assert rows[1][:6] == ["myapp", "linux-amd64", "1.0", "1.2", "650", "B"]
     assert rows[2][:6] == ["myapp", "linux-amd64", "1.1", "1.2", "607", "B"]
     gz = (out / "myapp" / "1.2" / "linux-amd64.gz").stat().st_size
-    assert rows[1][6] == f"{650 / gz:.1%}"
+    assert rows[1][6] == f"{650 / gz * 100:.2f}%"  # two significant digits (0.92%, never 0.9% or 0.0%)
+    assert rows[0][-1] == rows[1][-1] == "written"  # the labelled last column: written now, or reused
     assert table[-1].startswith("released 1.2 for 1 platform(s), 2 patch(es)")
 
 

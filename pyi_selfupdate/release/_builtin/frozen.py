@@ -6,8 +6,10 @@ under another version than the one it was built with makes every client update
 itself forever (it downloads "1.2", restarts, still says "1.1", downloads again);
 releasing it under another cmd name hides the release from it. This plugin reads
 the embedded configuration back with PyInstaller's own archive reader and refuses
-both mistakes. Files that are not PyInstaller apps, and apps built without the
-plugin, release as before.
+both mistakes, and a PyInstaller app built without the updater (it forgot
+``import pyi_selfupdate``: whoever installs it can never update again) unless
+the option ``allow_no_updater`` is set (``--allow-no-updater``). Files that are
+not PyInstaller apps (a Go binary, a script) release as before.
 
 :func:`read_embedded_config` and :func:`check_frozen_artifact` are usable on
 their own.
@@ -97,11 +99,24 @@ def _folder_config(folder: str) -> Optional[Dict[str, Any]]:
     return None
 
 
+def is_pyinstaller_app(path: "str | os.PathLike[str]") -> bool:
+    """True when the executable at ``path`` carries a PyInstaller archive (onefile or onedir
+    launcher), whether or not it was built with pyi-selfupdate."""
+    try:
+        from PyInstaller.archive.readers import CArchiveReader
+
+        CArchiveReader(os.fspath(path))
+    except Exception:  # not an archive, or PyInstaller missing
+        return False
+    return True
+
+
 def check_frozen_artifact(
     path: "str | os.PathLike[str]", *, version: str, cmd_name: str,
-    executable: "str | os.PathLike[str] | None" = None,
+    executable: "str | os.PathLike[str] | None" = None, allow_no_updater: bool = True,
 ) -> Optional[Dict[str, Any]]:
-    """Refuse a frozen app whose embedded version or cmd_name differs from the release.
+    """Refuse a frozen app whose embedded version or cmd_name differs from the release,
+    and, unless ``allow_no_updater``, a PyInstaller app built without the updater.
 
     Returns the embedded configuration (None for other files). When the app was
     built without ``cmd_name`` it uses its executable's file name at run time:
@@ -109,9 +124,17 @@ def check_frozen_artifact(
     name it is installed under is not known here.
     """
     config = read_embedded_config(path)
-    if config is None:
-        return None
     shown = os.fspath(path)
+    if config is None:
+        launcher = executable if executable is not None else path
+        if not allow_no_updater and not os.path.isdir(launcher) and is_pyinstaller_app(launcher):
+            raise ReleaseError(
+                f"{shown} is a PyInstaller app built without pyi-selfupdate (it embeds no update "
+                "settings): whoever installs it could never update again. Add `import pyi_selfupdate` "
+                "to the app (or build with --hidden-import pyi_selfupdate) and build it again; pass "
+                "--allow-no-updater only to ship, on purpose, a last release that stops updating"
+            )
+        return None
     built = config.get("current_version")
     if built != version:
         raise ReleaseError(
@@ -148,8 +171,13 @@ def release_check_artifact(context: Any, artifact: Any) -> None:
     path = getattr(artifact, "path", artifact)
     version = getattr(artifact, "version", None) or getattr(context, "version")
     cmd_name = getattr(artifact, "cmd_name", None) or getattr(context, "cmd_name")
-    check_frozen_artifact(path, version=version, cmd_name=cmd_name,
-                          executable=getattr(artifact, "executable", None))
+    options = getattr(context, "options", None) or {}
+    config = check_frozen_artifact(path, version=version, cmd_name=cmd_name,
+                                   executable=getattr(artifact, "executable", None),
+                                   allow_no_updater=bool(options.get("allow_no_updater")))
+    data = getattr(artifact, "data", None)
+    if isinstance(data, dict):
+        data["embedded_config"] = config
 
 
 @hookimpl

@@ -24,6 +24,12 @@ the hash an earlier ``.gz`` must have before it is diffed from or re-signed
 next serial also exceeds every verified record's (a release killed before
 its manifest was published already signed its serial).
 
+A frozen app that embeds public keys must trust one of ``sign_keys``
+(otherwise every installed copy would refuse the release and never update
+again), unless the option ``allow_untrusted_key`` is set; an app that embeds
+none is only warned about (it installs the release without checking the
+signature).
+
 Nothing is written when a key cannot be read, an option is out of range, or
 a serial would go backwards. A release without a key over a tree whose
 manifest is signed is refused too: every app that verifies would refuse it
@@ -141,6 +147,45 @@ def _released(context: ReleaseContext, artifact: Artifact) -> List[str]:
         return []
 
 
+def _check_app_trusts(context: ReleaseContext, artifact: Artifact, keys: List[PrivateKey]) -> None:
+    """Refuse signing keys that the frozen app being released does not embed."""
+    if "embedded_config" in artifact.data:
+        config = artifact.data["embedded_config"]
+    else:  # the frozen plugin is blocked: read it here
+        from .frozen import read_embedded_config
+
+        config = read_embedded_config(artifact.path)
+    if not config:
+        return
+    embedded = []
+    for text in config.get("public_keys") or ():
+        try:
+            embedded.append(signing.parse_public_key(text))
+        except ConfigError:
+            continue
+    ids = ", ".join(k.key_id for k in keys)
+    if not embedded:
+        log.warning(
+            "%s embeds no public_keys: it installs updates without checking their signature, so "
+            "signing with key %s protects only apps built with it; add public_keys = [\"%s\"] to the "
+            "build configuration to authenticate its updates", artifact.path, ids, keys[0].public_key_text)
+        return
+    if any(k.public_key in embedded for k in keys):
+        return
+    if context.options.get("allow_untrusted_key"):
+        log.warning("%s trusts none of the signing keys (%s): installed copies will refuse this release",
+                    artifact.path, ids)
+        return
+    trusted = ", ".join(signing.key_id(k) for k in embedded)
+    raise ReleaseError(
+        f"{artifact.path} trusts the key(s) {trusted} but the release is signed with {ids}: every "
+        "installed copy would refuse this release, and releases after it. Sign with a key the app "
+        "embeds (add --sign-key for it; several keys sign together during a rotation), or rebuild "
+        f"the app with public_keys = [\"{keys[0].public_key_text}\"]; pass --allow-untrusted-key "
+        "only if these apps are meant to stop updating"
+    )
+
+
 @hookimpl
 def release_check_artifact(context: ReleaseContext, artifact: Artifact) -> None:
     """Load the keys, check the options, verify the tree and choose the serial, before anything is written."""
@@ -164,6 +209,7 @@ def release_check_artifact(context: ReleaseContext, artifact: Artifact) -> None:
             )
         return
     _expires(context)
+    _check_app_trusts(context, artifact, keys)
     previous, previous_source = 0, path
     # Verified records: the hashes of earlier releases, and serials the next one must exceed
     # (a record outlives a release killed before its manifest was published).
