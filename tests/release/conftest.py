@@ -50,15 +50,18 @@ class MotoS3:
 
 
 @pytest.fixture(scope="session")
-def moto_s3() -> Iterator[MotoS3]:
+def moto_s3(tmp_path_factory) -> Iterator[MotoS3]:
     """moto's S3 server in a child process on a free port of 127.0.0.1; dummy credentials in the env."""
     saved = {k: os.environ.get(k) for k in AWS_ENV}
     os.environ.update(AWS_ENV)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    # its request log goes to a file: a pipe nobody reads would fill and stall the server
+    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
+    log = open(log_path, "wb")
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -67,13 +70,14 @@ def moto_s3() -> Iterator[MotoS3]:
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                pytest.fail(f"moto server did not start: {proc.stderr.read().decode(errors='replace')[-2000:]}")
+                pytest.fail(f"moto server did not start: {log_path.read_text(errors='replace')[-2000:]}")
             time.sleep(0.1)
     try:
         yield MotoS3(port)
     finally:
         proc.kill()
         proc.wait()
+        log.close()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
