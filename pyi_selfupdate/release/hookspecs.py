@@ -1,7 +1,7 @@
 """Hook specifications of the release pipeline, for plugin authors.
 
 ``pyi-selfupdate release`` is a pluggy pipeline; every built-in step (collect,
-frozen check, compress, diff, manifest, sign, publish) is an ordinary plugin implementing these
+frozen check, compress, diff, manifest, sign, publish, s3) is an ordinary plugin implementing these
 hooks, and third-party plugins load from the entry-point group
 ``pyi_selfupdate``::
 
