@@ -190,9 +190,9 @@ def release_write_file(context: "ReleaseContext", relpath: str, data: bytes) -> 
 
     Return the path written. First result wins; the built-in publish plugin
     writes a temporary file in the same folder, fsyncs it, makes it 0644 and
-    renames it into place. A plugin that mirrors the tree elsewhere should
-    implement :func:`release_finished` instead: the pipeline reads earlier
-    releases back from ``context.out``.
+    renames it into place. A plugin that uploads the tree elsewhere should
+    implement :func:`release_publish` instead (``--publish DEST``): the
+    pipeline reads earlier releases back from ``context.out``.
     """
 
 
