@@ -302,3 +302,21 @@ def test_kill_9_mid_publish_leaves_a_complete_release_and_the_rerun_completes_it
     assert seen["1.1"] and seen["1.2"], seen
     assert any(0 < n < 15 for n in completed_by_rerun), completed_by_rerun
     print(f"seed {seed}: apps saw {seen}; re-runs uploaded {completed_by_rerun}")
+
+
+def test_a_missing_bucket_and_missing_credentials_are_clear_errors(tmp_path, single, moto_s3):
+    out = tmp_path / "public"
+    _release(single, out, "1.0")
+    proc = _cli("publish", str(out), "s3://no-such-bucket-here/x", "--endpoint-url", moto_s3.endpoint)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "pyi-selfupdate: error: the bucket 'no-such-bucket-here' does not exist (s3://no-such-bucket-here/x); "
+        "create it, or check its name and --endpoint-url")
+    env = {k: v for k, v in python_env().items() if not k.startswith("AWS_ACCESS") and k != "AWS_SECRET_ACCESS_KEY"}
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    bucket = moto_s3.new_bucket()
+    proc = subprocess.run([sys.executable, "-m", "pyi_selfupdate", "publish", str(out), f"s3://{bucket}",
+                           "--endpoint-url", moto_s3.endpoint], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "no AWS credentials were found" in proc.stderr and "AWS_PROFILE" in proc.stderr
+    assert moto_s3.keys(bucket) == {}
