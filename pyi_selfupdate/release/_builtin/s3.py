@@ -201,18 +201,21 @@ def release_publish(publication: Publication) -> Optional[PublishSummary]:
     plan: List[Tuple[str, int]] = []
     refused: List[str] = []
     for relpath in publication.files:
-        data = publication.read(relpath)
         have = remote.get(relpath)
-        if have is not None:
-            if bucket.same_bytes(relpath, data, *have):
-                summary.unchanged.append(relpath)
-                continue
-            if not publication.is_manifest(relpath):
-                refused.append(relpath)
-                continue
-            if relpath.count("/") == 1:
-                _refuse_going_back(bucket, publication, relpath, data)
+        if have is None:  # new: only its size is needed now
+            plan.append((relpath, publication.out.joinpath(*relpath.split("/")).stat().st_size))
+            continue
+        data = publication.read(relpath)
+        if bucket.same_bytes(relpath, data, *have):
+            summary.unchanged.append(relpath)
+            continue
+        if not publication.is_manifest(relpath):
+            refused.append(relpath)
+            continue
+        if relpath.count("/") == 1:
+            _refuse_going_back(bucket, publication, relpath, data)
         plan.append((relpath, len(data)))
+        del data
     if refused:
         raise ReleaseError(
             f"{publication.destination} already holds {', '.join(refused)} with other bytes; "
