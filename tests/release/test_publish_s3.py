@@ -320,3 +320,31 @@ def test_a_missing_bucket_and_missing_credentials_are_clear_errors(tmp_path, sin
     assert proc.returncode == 2
     assert "no AWS credentials were found" in proc.stderr and "AWS_PROFILE" in proc.stderr
     assert moto_s3.keys(bucket) == {}
+
+
+def test_the_readme_rsync_publisher_runs_its_two_passes_files_first(tmp_path, single, monkeypatch):
+    """The README's example, as printed, against an `rsync` stand-in that records how it is called."""
+    import re
+    import types
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"An rsync publisher:\n\n```python\n(.*?)```", readme, re.S).group(1)
+    module = types.ModuleType("rsync_publisher")
+    exec(compile(code, "README.md", "exec"), module.__dict__)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    (bin_dir / "rsync").write_text(f"#!{sys.executable}\nimport sys\n"
+                                   f"open({str(calls)!r}, 'a').write(' '.join(sys.argv[1:]) + '\\n')\n")
+    (bin_dir / "rsync").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    out = tmp_path / "public"
+    _release(single, out, "1.0")
+    _release(single, out, "1.1")
+    summary = publish(out, "rsync:host:/srv/www/updates", plugins=[module])
+    assert summary.uploaded[-1] == "myapp/linux-amd64.json"
+    first, second = calls.read_text().splitlines()
+    assert "--exclude=*.json" in first.split() and "--exclude=*.json" not in second.split()
+    assert first.endswith(f"{out}/ host:/srv/www/updates") and second.endswith(f"{out}/ host:/srv/www/updates")
+    with pytest.raises(Exception, match="no publisher takes"):
+        publish(out, "sftp://host/x", plugins=[module])
