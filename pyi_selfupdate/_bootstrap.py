@@ -169,6 +169,7 @@ def updater_from_config(**overrides: Any) -> "Updater":
         "kind": kind,
         "public_keys": list(settings.public_keys),
         "allow_http": settings.allow_http,
+        "redirect_hosts": list(settings.redirect_hosts),
     }
     from .updater import Updater
 

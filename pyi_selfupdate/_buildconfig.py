@@ -104,7 +104,7 @@ def parse_env_value(key: str, text: str) -> Any:
         except ValueError:
             raise ConfigError(f"{name}={text!r} is not a number; give e.g. {name}={DEFAULTS[key]}") from None
         return int(number) if number.is_integer() and "." not in text else number
-    if kind == "keys":
+    if kind in ("keys", "hosts"):
         return [part.strip() for part in text.split(",") if part.strip()]
     return text.strip()
 

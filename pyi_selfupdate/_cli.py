@@ -97,7 +97,26 @@ def _run_release(run: Callable[..., Any], args: argparse.Namespace, *positionals
     summary = run(*positionals, out=args.out, platform=args.platform, cmd_name=args.cmd_name,
                   options=options, progress=progress, **kwargs)
     print(summary.format_table())
+    published = getattr(summary, "published", None)
+    if published is not None:
+        _print_published(published)
     return 0
+
+
+def _print_published(summary: Any) -> None:
+    if summary.dry_run:
+        for n, relpath in enumerate(summary.uploaded, 1):
+            print(f"would upload {n}/{len(summary.uploaded)} {relpath}")
+    print(summary.format())
+
+
+def _add_publish_options(p: argparse.ArgumentParser) -> None:
+    """--endpoint-url and --dry-run, shared by release --publish and publish."""
+    p.add_argument("--endpoint-url", metavar="URL",
+                   help="the S3-compatible service to use instead of AWS (MinIO, R2, Wasabi, ...); "
+                   "credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID, AWS_PROFILE, ...)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list what would be uploaded, in order, and upload nothing")
 
 
 def _add_release(sub: "argparse._SubParsersAction") -> None:
@@ -126,6 +145,13 @@ def _add_release(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--notes", dest="notes", type=_notes_file, metavar="FILE",
                    help="release notes (UTF-8 text, at most 16 KiB) carried in the manifest for the "
                    "app to show its user (pyi_selfupdate.installed_update()); signed with the release")
+    p.add_argument("--publish", metavar="DEST",
+                   help="then upload the tree to DEST (s3://BUCKET/PREFIX, or a plugin's scheme): new "
+                   "files first, manifests last, unchanged files skipped")
+    p.add_argument("--from", dest="from", metavar="SOURCE",
+                   help="first bring the earlier releases the diff needs back from SOURCE "
+                   "(s3://BUCKET/PREFIX) into OUT, verified like the local tree")
+    _add_publish_options(p)
     p.add_argument("--change-kind", action="store_true",
                    help="allow releasing an app folder where a single file was released before, or "
                    "the reverse (installed apps of the old kind then stop updating: see the README)")
@@ -481,9 +507,40 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+# -------------------------------------------------------------------- publish
+
+
+def _add_publish(sub: "argparse._SubParsersAction") -> None:
+    p = sub.add_parser(
+        "publish",
+        help="upload a release tree to S3 (or a plugin's destination), manifests last",
+        description="Upload the files of OUT to DEST (s3://BUCKET/PREFIX through boto3: "
+        "pip install 'pyi-selfupdate[s3]'): every .gz and patch first, then the signed records, the "
+        "manifests last, so clients never see a manifest whose files are missing. Unchanged files "
+        "are skipped; a released file the destination holds with other bytes is refused before "
+        "anything is uploaded. Re-running an interrupted publish completes it.",
+    )
+    _add_publish_options(p)
+    p.add_argument("out", metavar="OUT", help="the release tree (the -o folder of `release`)")
+    p.add_argument("destination", metavar="DEST", help="where to upload it, e.g. s3://my-bucket/updates")
+    p.set_defaults(func=_cmd_publish)
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from .release import publish
+
+    def progress(message: str) -> None:
+        print(f"pyi-selfupdate: {message}", file=sys.stderr, flush=True)
+
+    summary = publish(args.out, args.destination, options={"endpoint_url": args.endpoint_url},
+                      progress=progress, dry_run=args.dry_run)
+    _print_published(summary)
+    return 0
+
+
 # --------------------------------------------------------------------- main
 
-_SUBCOMMANDS = [_add_release, _add_hooks_dir, _add_init, _add_build, _add_keygen, _add_rollback, _add_prune,
+_SUBCOMMANDS = [_add_release, _add_publish, _add_hooks_dir, _add_init, _add_build, _add_keygen, _add_rollback, _add_prune,
                 _add_doctor, _add_serve, _add_ls]
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import io
 import time
-from typing import Any, BinaryIO, Callable, Iterator, Optional, Protocol, Tuple
+from typing import Any, BinaryIO, Callable, Iterator, Optional, Protocol, Sequence, Tuple
 
 from . import _lazy
 from .errors import ConfigError, FetchError, SelfUpdateError
@@ -30,7 +30,7 @@ from .settings import LIMITS
 __all__ = [
     "Requester", "RequestsRequester", "USER_AGENT", "Transfer", "Budget", "open_stream", "read_all",
     "reader", "download",
-    "close_quietly", "is_loopback_host", "check_transport", "refuse_cross_origin_redirect",
+    "close_quietly", "is_loopback_host", "check_transport", "refuse_cross_origin_redirect", "RedirectPolicy",
 ]
 
 log = _lazy.logger("pyi_selfupdate")  # attaches the package's NullHandler (see _lazy)
@@ -85,7 +85,9 @@ class RequestsRequester:
     Redirects within the server are followed (at most the session's
     ``max_redirects``, ``LIMITS.max_redirects`` for a new session); a redirect
     to another scheme, host or port is refused
-    (:func:`refuse_cross_origin_redirect`, added to the session, yours too).
+    (:func:`refuse_cross_origin_redirect`, added to the session, yours too),
+    except to the hosts of ``redirect_hosts`` (:class:`RedirectPolicy`: for
+    apps that verify signatures; ``allow_http`` as the app's).
     Proxies from the environment apply as usual with ``requests``. A session
     of yours gets the same watched transport in place of requests' plain
     ``HTTPAdapter``; an adapter of your own class is kept, and the deadline
@@ -99,6 +101,8 @@ class RequestsRequester:
         read_timeout: float = LIMITS.read_timeout,
         max_bytes: int = LIMITS.binary_bytes,
         session: Any = None,
+        redirect_hosts: Sequence[str] = (),
+        allow_http: Optional[bool] = None,
     ) -> None:
         if connect_timeout <= 0 or read_timeout <= 0:
             raise ValueError("timeouts must be positive numbers of seconds")
@@ -109,8 +113,10 @@ class RequestsRequester:
         self.max_bytes = int(max_bytes)
         self._session = session
         self._watched = False
+        self._policy = (RedirectPolicy(redirect_hosts, allow_http=allow_http) if redirect_hosts
+                        else refuse_cross_origin_redirect)
         if session is not None:
-            _add_redirect_policy(session)
+            _add_redirect_policy(session, self._policy)
 
     @property
     def session(self) -> Any:
@@ -123,7 +129,7 @@ class RequestsRequester:
             # Byte offsets (resumed downloads) and byte caps mean the bytes as stored.
             session.headers["Accept-Encoding"] = "identity"
             session.max_redirects = LIMITS.max_redirects
-            _add_redirect_policy(session)
+            _add_redirect_policy(session, self._policy)
             self._session = session
         if not self._watched:
             from ._watchdog import watch_session
@@ -376,10 +382,10 @@ class _ResponseStream(io.RawIOBase):
                 super().close()
 
 
-def _add_redirect_policy(session: Any) -> None:
+def _add_redirect_policy(session: Any, policy: "RedirectPolicy") -> None:
     hooks = session.hooks.setdefault("response", [])
-    if refuse_cross_origin_redirect not in hooks:
-        hooks.append(refuse_cross_origin_redirect)
+    hooks[:] = [h for h in hooks if not isinstance(h, RedirectPolicy)]
+    hooks.append(policy)
 
 
 # ------------------------------------------------------------------ reading
@@ -706,25 +712,52 @@ def _origin(url: str) -> Tuple[str, str, Optional[int]]:
     return scheme, (parts.hostname or "").lower(), port
 
 
-def refuse_cross_origin_redirect(response: Any, *args: Any, **kwargs: Any) -> Any:
-    """A ``requests`` response hook: refuse a redirect to another scheme, host or port.
+class RedirectPolicy:
+    """A ``requests`` response hook: refuse a redirect to another scheme, host or port,
+    except to the hosts of ``hosts`` (the setting ``redirect_hosts``).
 
     Redirects within the same origin are followed. A redirect elsewhere is
     refused (with :class:`~pyi_selfupdate.errors.FetchError`) because it would
     let whoever controls the first server send the client to any host, over
     any transport, outside the URLs the app was built with; publish the files
-    at the configured URLs (``bin_url`` and ``diff_url`` may name a CDN).
+    at the configured URLs (``bin_url`` and ``diff_url`` may name a CDN). A
+    host of ``hosts`` (a CDN, an object store the server redirects to) is
+    followed to, over HTTPS (plain HTTP as ``allow_http`` and
+    :func:`check_transport` say for a signed app): the
+    :class:`~pyi_selfupdate.Updater` accepts the list only from apps that
+    verify signatures, whose manifests bind what is installed wherever the
+    bytes come from.
     """
-    from urllib.parse import urljoin
 
-    if getattr(response, "is_redirect", False):
+    def __init__(self, hosts: Sequence[str] = (), *, allow_http: Optional[bool] = None) -> None:
+        self.hosts = frozenset(h.lower() for h in hosts)
+        self.allow_http = allow_http
+
+    def __call__(self, response: Any, *args: Any, **kwargs: Any) -> Any:
+        from urllib.parse import urljoin
+
+        if not getattr(response, "is_redirect", False):
+            return response
         location = urljoin(response.url, response.headers.get("Location", ""))
-        if _origin(location) != _origin(response.url):
-            response.close()
-            log.error("refusing a redirect from %s to another host: %s", response.url, location)
-            raise FetchError(
-                f"{response.url} redirects to {location}, another host; redirects leaving the "
-                "configured server are refused: publish the release at the configured URLs "
-                "(set bin_url/diff_url to the CDN if the files live there)"
-            )
-    return response
+        target = _origin(location)
+        if target == _origin(response.url):
+            return response
+        if target[1] in self.hosts and target[0] in ("https", "http"):
+            try:
+                check_transport(location, "the redirect", signed=True, allow_http=self.allow_http)
+                return response
+            except ConfigError as exc:
+                response.close()
+                raise FetchError(f"{response.url} redirects to {location}: {exc}") from None
+        response.close()
+        log.error("refusing a redirect from %s to another host: %s", response.url, location)
+        raise FetchError(
+            f"{response.url} redirects to {location}, another host; redirects leaving the "
+            "configured server are refused: publish the release at the configured URLs "
+            "(set bin_url/diff_url to the CDN if the files live there), or, in an app that "
+            "verifies signatures, list the host in redirect_hosts"
+        )
+
+
+#: The default policy: every redirect leaving the origin is refused.
+refuse_cross_origin_redirect = RedirectPolicy()

@@ -114,6 +114,9 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("allow_http", None, "tristate", "boolean or unset",
             "plain HTTP to a non-loopback host: unset allows it only with `public_keys`, true "
             "always, false never"),
+    Setting("redirect_hosts", [], "hosts", "host names",
+            "other hosts the server may redirect downloads to (a CDN, an object store); followed "
+            "only by apps with `public_keys` (see SECURITY.md)"),
 )
 
 #: Every key with its default (a fresh copy for mutable defaults: use :func:`defaults`).
@@ -138,7 +141,7 @@ LIMIT_ROWS: Tuple[Tuple[str, Any, str, str], ...] = (
                                    "redirects included: the connection is shut at that moment (`Updater(deadline=)`)"),
     ("connect_timeout", 10.0, "seconds", "to connect to the server"),
     ("read_timeout", 30.0, "seconds", "the longest silence of the server while it answers"),
-    ("max_redirects", 30, "redirects", "followed within the configured server (never to another host)"),
+    ("max_redirects", 30, "redirects", "followed within the configured server, or to a `redirect_hosts` host (never elsewhere)"),
     ("max_signatures", 16, "entries", "signatures in one manifest (more is an attack, not a key rotation)"),
     ("lock_wait", 60.0, "seconds", "a launch waits this long for another instance's install"),
     ("state_lock_wait", 10.0, "seconds", "the longest wait for another process recording the accepted "
@@ -277,6 +280,16 @@ def check(name: str, value: Any) -> Any:
         from .signing import check_public_keys
 
         return check_public_keys(list(value))
+    if kind == "hosts":
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(
+                isinstance(h, str) and h and not any(c in h for c in "/:@ \t") for h in value):
+            raise SettingError(name, value, "is not a list of host names",
+                               "give bare host names like [\"cdn.example.com\"] (no scheme, port or path)")
+        return [h.lower() for h in value]
     raise AssertionError(f"unknown kind {kind!r}")  # pragma: no cover - the table above
 
 
@@ -306,6 +319,7 @@ class Settings(_Frozen):
     immediate_wait: float
     public_keys: List[str]
     allow_http: Optional[bool]
+    redirect_hosts: List[str]
 
     def __init__(self, **values: Any) -> None:
         unknown = set(values) - set(self.__slots__)

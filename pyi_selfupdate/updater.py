@@ -37,7 +37,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from . import _files, _instances, _schedule, _staging, signing as _signing
 from ._patch import check_sha256, gunzip_to, patch_stream
@@ -154,6 +154,10 @@ class Updater:
     - ``allow_http``: plain ``http://`` URLs to a non-loopback host are
       allowed by default only with ``public_keys``; True allows them anyway,
       False never;
+    - ``redirect_hosts``: host names the server may redirect downloads to (a
+      CDN, an object store), followed by the default requester over HTTPS;
+      only with ``public_keys`` (a signed manifest binds what is installed,
+      wherever it comes from); any other host is refused;
     - ``deadline``: seconds one check-and-download may take in all (manifest,
       patch and full binary), however slowly the server connects, answers,
       redirects or sends; the default requester's connection is shut at that
@@ -194,6 +198,7 @@ class Updater:
         platform: Optional[str] = None,
         public_keys: Optional[Sequence[str]] = None,
         allow_http: Optional[bool] = DEFAULTS["allow_http"],
+        redirect_hosts: Optional[Sequence[str]] = None,
         deadline: Optional[float] = LIMITS.deadline,
         swap_guard: Optional[Callable[[], Optional[str]]] = None,
         kind: str = FILE,
@@ -215,7 +220,6 @@ class Updater:
         self.randomize_time = float(_setting("randomize_time", randomize_time))
         if requester is not None and not callable(getattr(requester, "fetch", None)):
             raise ConfigError("requester must have a fetch(url) method returning a binary stream")
-        self.requester: Requester = requester if requester is not None else RequestsRequester()
         self.on_successful_update = on_successful_update
         if target is None:
             if not getattr(sys, "frozen", False):
@@ -239,6 +243,15 @@ class Updater:
         for what, url in (("api_url", self.api_url), ("bin_url", self.bin_url),
                           ("diff_url", self.diff_url)):
             check_transport(url, what, signed=bool(self.public_keys), allow_http=allow_http)
+        self.redirect_hosts: List[str] = _setting("redirect_hosts", redirect_hosts)
+        if self.redirect_hosts and not self.public_keys:
+            raise ConfigError(
+                f"redirect_hosts {self.redirect_hosts!r} needs public_keys: a redirect to another host "
+                "lets that host serve what the app installs, which only a signed manifest can bind; "
+                "sign releases and set public_keys, or publish at the configured URLs instead"
+            )
+        self.requester: Requester = requester if requester is not None else RequestsRequester(
+            redirect_hosts=self.redirect_hosts, allow_http=self.allow_http)
         if deadline is not None and not (isinstance(deadline, (int, float)) and deadline > 0):
             raise ConfigError(f"deadline must be a positive number of seconds or None, not {deadline!r}")
         self.deadline = None if deadline is None else float(deadline)

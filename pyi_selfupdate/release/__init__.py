@@ -30,10 +30,14 @@ from ._model import (
     ReleaseSummary,
 )
 from ._pipeline import release
+from ._publish import Publication, PublishSummary, publish
 from .hookspecs import hookimpl
 
 __all__ = [
     "release",
+    "publish",
+    "Publication",
+    "PublishSummary",
     "ReleaseSummary",
     "ArtifactSummary",
     "PatchSummary",

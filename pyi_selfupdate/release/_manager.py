@@ -26,6 +26,7 @@ DEFAULT_PLUGINS = [
     "manifest",
     "sign",
     "publish",
+    "s3",
 ]
 
 #: The hooks a release cannot do without (first result wins), and the built-in

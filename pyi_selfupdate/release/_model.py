@@ -187,6 +187,8 @@ class ReleaseSummary:
     version: str
     artifacts: List[ArtifactSummary] = field(default_factory=list)
     manifests: List[str] = field(default_factory=list)
+    #: What ``--publish`` uploaded (a :class:`~pyi_selfupdate.release.PublishSummary`), or None.
+    published: Any = None
 
     @property
     def files_written(self) -> int:

@@ -414,6 +414,9 @@ def release(
     Running the same release again is harmless and completes an interrupted one.
     """
     check_name(version, "version")
+    if (options or {}).get("dry_run") and not (options or {}).get("publish"):
+        raise ReleaseError("--dry-run applies to --publish DEST (the local tree is always written); "
+                           "add --publish DEST, or drop --dry-run")
     if version == DEV_VERSION:
         log.warning(
             "releasing version %r: apps built as %r never update, and every other client will "
@@ -439,6 +442,10 @@ def release(
     )
     patches_from(context.options)  # a bad option is refused before the slow work
     context.artifacts = _collect(context)
+    if context.options.get("from"):  # release --from: earlier releases come back from where they are published
+        from ._publish import fetch
+
+        fetch(context, context.options["from"])
     for artifact in context.artifacts:
         pm.hook.release_check_artifact(context=context, artifact=artifact)
     _refuse_changed_versions(context)
@@ -467,5 +474,10 @@ def release(
         summary.manifests.append(relpath)
         moved = f"{previous} -> {version}" if previous and previous != version else version
         context.report(f"published {relpath}: {moved}")
+    if context.options.get("publish"):  # release --publish DEST: the tree, manifests last
+        from ._publish import publish
+
+        summary.published = publish(context.out, context.options["publish"], options=context.options,
+                                     progress=progress, dry_run=bool(context.options.get("dry_run")), pm=pm)
     pm.hook.release_finished(context=context, summary=summary)
     return summary

@@ -1,7 +1,7 @@
 """Hook specifications of the release pipeline, for plugin authors.
 
 ``pyi-selfupdate release`` is a pluggy pipeline; every built-in step (collect,
-frozen check, compress, diff, manifest, sign, publish) is an ordinary plugin implementing these
+frozen check, compress, diff, manifest, sign, publish, s3) is an ordinary plugin implementing these
 hooks, and third-party plugins load from the entry-point group
 ``pyi_selfupdate``::
 
@@ -43,7 +43,10 @@ Order of a release, and of the hooks:
 4. per artifact: ``release_manifest`` builds the manifest, merging what
    every ``release_manifest_fields`` returns;
 5. the manifests are written last, so a client never sees a version whose
-   files are not all there; then ``release_finished``.
+   files are not all there; then ``release_finished``;
+6. with ``--publish DEST`` (and ``pyi-selfupdate publish OUT DEST``),
+   ``release_publish`` uploads the tree, manifests last. ``release_fetch``
+   (``--from SOURCE``) runs after step 1, bringing earlier releases back.
 
 Hooks receive a :class:`~pyi_selfupdate.release.ReleaseContext` (``path``,
 ``version``, ``out``, ``cmd_name``, ``platform``, ``options`` (settings, read
@@ -63,6 +66,7 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover
     from ..protocol import Manifest
     from ._model import Artifact, ExtraFile, PatchJob, ReleaseContext, ReleaseSummary
+    from ._publish import Publication, PublishSummary
 
 #: The project name pluggy uses for markers and the entry-point group.
 PROJECT = "pyi_selfupdate"
@@ -186,12 +190,49 @@ def release_write_file(context: "ReleaseContext", relpath: str, data: bytes) -> 
 
     Return the path written. First result wins; the built-in publish plugin
     writes a temporary file in the same folder, fsyncs it, makes it 0644 and
-    renames it into place. A plugin that mirrors the tree elsewhere should
-    implement :func:`release_finished` instead: the pipeline reads earlier
-    releases back from ``context.out``.
+    renames it into place. A plugin that uploads the tree elsewhere should
+    implement :func:`release_publish` instead (``--publish DEST``): the
+    pipeline reads earlier releases back from ``context.out``.
     """
 
 
 @hookspec
 def release_finished(context: "ReleaseContext", summary: "ReleaseSummary") -> None:
     """Called once after every manifest is written (uploads, notifications)."""
+
+
+@hookspec(firstresult=True)
+def release_publish(publication: "Publication") -> "Optional[PublishSummary]":
+    """Upload a release tree to ``publication.destination``, or return None if its scheme is not yours.
+
+    Called by ``pyi-selfupdate publish OUT DEST``, ``release --publish DEST``
+    and :func:`pyi_selfupdate.release.publish`. ``publication.files`` are the
+    tree's files (relative ``/`` paths, read with ``publication.read``) in the
+    order they must become visible: every ``.gz``, patch and extra file, then
+    the signed records, the manifests last. Upload them in that order, each
+    complete before the next, and a client never sees a manifest whose files
+    are missing. Skip a file the destination already holds with the same
+    bytes; refuse (:class:`ReleaseError`, before uploading anything) one it
+    holds with other bytes unless ``publication.is_manifest(relpath)``. Set
+    ``publication.cache_control(relpath)`` and ``content_type(relpath)`` when
+    the destination can. With ``publication.dry_run``, report what would be
+    uploaded and upload nothing. Return a
+    :class:`~pyi_selfupdate.release.PublishSummary`. First result wins; the
+    built-in ``s3`` plugin takes ``s3://BUCKET/PREFIX``.
+    """
+
+
+@hookspec(firstresult=True)
+def release_fetch(context: "ReleaseContext", source: str) -> Optional[bool]:
+    """``release --from SOURCE``: copy into ``context.out`` what diffing the new release needs.
+
+    Called after ``release_collect`` (``context.artifacts`` are known),
+    before any check: for each artifact the manifest ``<cmd>/<plat>.json``,
+    every ``<cmd>/<version>/<plat>.gz`` and signed record
+    ``<cmd>/<version>/<plat>.json`` of the platform, and, when the new
+    version is already there, its patches. Write each whole into
+    ``context.target(relpath)`` (a temporary name, then a rename); the
+    release then verifies them exactly as a local tree (an earlier ``.gz``
+    must hash as its signed record says). Return True, or None if the scheme
+    is not yours.
+    """

@@ -158,7 +158,7 @@ def test_p_no_name_blocks_a_built_in_and_an_unknown_name_is_an_error(tmp_path, g
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "pyi-selfupdate: error: there is no built-in release plugin 'nope' to block; the built-in "
-        "plugins are collect, frozen, compress, diff, manifest, sign, publish"]
+        "plugins are collect, frozen, compress, diff, manifest, sign, publish, s3"]
     assert not (out / "myapp" / "1.1").exists()
     proc = _run(str(payload), "1.1", "-o", str(out), "-p", "sign")
     assert proc.returncode == 2 and "-p only blocks a built-in plugin" in proc.stderr

@@ -347,7 +347,7 @@ def test_blocking_sign_leaves_the_manifest_unsigned(tmp_path, builds):
 def test_blocking_an_unknown_plugin_is_refused_naming_the_built_ins(tmp_path, builds):
     with pytest.raises(ReleaseError, match="no built-in release plugin 'sgin'") as info:
         release(builds("1.0"), "1.0", out=tmp_path / "public", platform=PLAT, disable=["sgin"])
-    assert "collect, frozen, compress, diff, manifest, sign, publish" in str(info.value)
+    assert "collect, frozen, compress, diff, manifest, sign, publish, s3" in str(info.value)
     assert not (tmp_path / "public").exists()
 
 

@@ -558,3 +558,34 @@ def test_after_every_refusal_the_next_honest_check_works(tree, updater, server):
         updater().update()
     server.faults.clear()
     assert updater().update().to_version == "2.0"
+
+
+def test_a_redirect_to_a_listed_host_is_followed_by_a_signed_app(tree, updater, server, serve):
+    cdn = serve(tree.public)  # the object store the server sends downloads to
+    cdn_url = cdn.url.replace("127.0.0.1", "localhost")  # another host name
+    server.faults[FULL2] = Fault(redirect=cdn_url + FULL2)
+    server.faults[PATCH12] = Fault(status=404)
+    tree.install("1.0")
+    result = updater(redirect_hosts=["LOCALHOST"]).update()
+    assert (result.to_version, result.method) == ("2.0", "full")
+    assert tree.target.read_bytes() == _payload("2.0")
+    assert "/" + FULL2 in cdn.log
+
+
+def test_a_redirect_to_a_host_not_listed_is_refused(tree, updater, server, serve, caplog):
+    cdn = serve(tree.public)
+    server.faults[MANIFEST] = Fault(redirect=cdn.url.replace("127.0.0.1", "localhost") + MANIFEST)
+    tree.install("1.0")
+    with pytest.raises(FetchError, match="another host"):
+        updater(redirect_hosts=["cdn.example.com"]).update()
+    assert cdn.log == []
+    assert_refused(caplog, tree, "1.0", "refusing a redirect")
+
+
+def test_redirect_hosts_need_signed_updates(tree, server):
+    with pytest.raises(ConfigError, match="redirect_hosts .* needs public_keys"):
+        Updater(current_version="1.0", api_url=server.url, cmd_name=CMD, platform=PLAT, target=tree.target,
+                redirect_hosts=["cdn.example.com"])
+    with pytest.raises(ConfigError, match="not a list of host names"):
+        Updater(current_version="1.0", api_url=server.url, cmd_name=CMD, platform=PLAT, target=tree.target,
+                public_keys=[tree.key.public_key_text], redirect_hosts=["https://cdn.example.com/"])

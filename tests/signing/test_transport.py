@@ -130,3 +130,15 @@ def test_public_keys_setting_is_normalised_and_checked():
     assert signing.check_public_keys([key.public_key]) == [key.public_key_text]
     with pytest.raises(ConfigError, match="keygen"):
         signing.check_public_keys(["ed25519:short"])
+
+
+def test_a_listed_host_is_followed_over_https_and_plain_http_only_as_allow_http_says():
+    policy = fetch.RedirectPolicy(["cdn.example.com"], allow_http=False)
+    ok = FakeResponse("https://u.example/a.gz", "https://CDN.example.com/b/a.gz?sig=1")
+    assert policy(ok) is ok and not ok.closed
+    down = FakeResponse("https://u.example/a.gz", "http://cdn.example.com/a.gz")
+    with pytest.raises(FetchError, match="plain HTTP"):
+        policy(down)
+    assert down.closed
+    with pytest.raises(FetchError, match="another host"):
+        policy(FakeResponse("https://u.example/a.gz", "https://cdn.example.com.evil.example/a.gz"))
