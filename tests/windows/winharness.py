@@ -47,45 +47,60 @@ def created(pid):
     return (times[0].dwHighDateTime << 32 | times[0].dwLowDateTime) if ok else None
 
 
-def children(pid, since=None):
-    """Processes whose parent is ``pid``, created after ``since`` (the parent's creation time).
-
-    A process keeps its parent's pid after the parent ends, and Windows (Wine too) reuses
-    pids: without the time check, the children of a dead pid may be anyone's (Wine's own
-    services.exe, whose restart would then hold a test's pipes).
-    """
-    if since is None:
-        since = created(pid)
+def snapshot():
+    """(pid, parent pid) of every process now."""
     snap = k32.CreateToolhelp32Snapshot(2, 0)
     entry = PROCESSENTRY32W()
     entry.dwSize = ctypes.sizeof(entry)
     found = []
     ok = k32.Process32FirstW(wintypes.HANDLE(snap), ctypes.byref(entry))
     while ok:
-        if entry.th32ParentProcessID == pid:
-            found.append(entry.th32ProcessID)
+        found.append((entry.th32ProcessID, entry.th32ParentProcessID))
         ok = k32.Process32NextW(wintypes.HANDLE(snap), ctypes.byref(entry))
     k32.CloseHandle(wintypes.HANDLE(snap))
-    if since is None:
-        return []
-    return [c for c in found if (created(c) or 0) >= since]
+    return found
 
 
-def terminate(pid):
-    handle = k32.OpenProcess(0x0001, False, pid)  # PROCESS_TERMINATE
-    if not handle:
-        return False
-    ok = k32.TerminateProcess(wintypes.HANDLE(handle), 1)
-    k32.CloseHandle(wintypes.HANDLE(handle))
-    return bool(ok)
+def follow(known, born):
+    """Add to ``known`` (pid: creation time) the processes descending from it, created after ``born``.
+
+    A process keeps its parent's pid after the parent ends, and pids are reused:
+    a child counts only if created after the root (Wine's own services.exe,
+    started earlier, may have a parent pid equal to a dead child's). Called
+    often while the tree lives: a child found once stays known after its
+    parent ends.
+    """
+    grew = True
+    while grew:
+        grew = False
+        for pid, parent in snapshot():
+            if parent in known and pid not in known:
+                when = created(pid)
+                if when is not None and born is not None and when >= born:
+                    known[pid] = when
+                    grew = True
 
 
-def tree(pid, since=None):
-    """``pid`` and its descendants (``since``: its creation time, if it may have ended)."""
-    out = [pid]
-    for child in children(pid, since):
-        out += tree(child)
-    return out
+def kill_known(known, skip=()):
+    """TerminateProcess each process of ``known`` still running (the same one: same creation time)."""
+    killed = []
+    for pid, when in list(known.items()):
+        if pid not in skip and created(pid) == when and terminate(pid):
+            killed.append(pid)
+    return killed
+
+
+def kill_tree(known, born, skip=()):
+    """Kill ``known`` and whatever it spawns meanwhile, until nothing of it runs."""
+    killed = []
+    for _ in range(20):
+        follow(known, born)
+        round_ = kill_known(known, skip)
+        killed += round_
+        if not round_:
+            break
+        time.sleep(0.05)
+    return killed
 
 
 def start(cmd, stdin=subprocess.DEVNULL):
@@ -116,27 +131,28 @@ def main():
         delay, cmd = float(args[0]), args[1:]
         p = start(cmd)
         born = created(p.pid)
-        time.sleep(delay)
-        pids = tree(p.pid, born)
-        if p.poll() is not None:  # ended: its pid may be another process's now
-            pids = pids[1:]
-        killed = [pid for pid in pids if terminate(pid)]
-        out, err = p.communicate()
+        known = {p.pid: born}
+        end = time.time() + delay
+        while time.time() < end:
+            follow(known, born)
+            time.sleep(0.01)
+        killed = kill_tree(known, born)
+        out, err = p.communicate(timeout=120)
         print(json.dumps({"killed": killed, "rc": p.returncode, "out": text(out), "err": text(err)}))
     elif what == "exitkill":
         delay, cmd = float(args[0]), args[1:]
         p = start(cmd)
         born = created(p.pid)
-        left = set()
+        known = {p.pid: born}
         while p.poll() is None:
-            left.update(tree(p.pid, born)[1:])
+            follow(known, born)
             time.sleep(0.01)
-        out, err = p.communicate()
-        left.update(tree(p.pid, born)[1:])  # a child keeps its parent's pid after the parent's exit
+        out, err = p.communicate(timeout=120)
+        follow(known, born)
+        left = sorted(pid for pid in known if pid != p.pid)
         time.sleep(delay)
-        victims = [pid for child in sorted(left) for pid in tree(child)]
-        killed = [pid for pid in victims if terminate(pid)]
-        print(json.dumps({"left": sorted(left), "killed": killed, "rc": p.returncode,
+        killed = kill_tree(known, born, skip={p.pid})
+        print(json.dumps({"left": left, "killed": killed, "rc": p.returncode,
                           "out": text(out), "err": text(err)}))
     elif what == "hold":
         seconds, cmd = float(args[0]), args[1:]
