@@ -40,7 +40,7 @@ def error_line(proc: subprocess.CompletedProcess) -> str:
 
 
 def pyinstaller_app(path: Path, version: str, *, embedded: bool = True,
-                    public_keys: Optional[List[str]] = None) -> Path:
+                    public_keys: Optional[List[str]] = None, sep: str = "/") -> Path:
     """A PyInstaller onefile-style executable: an ELF stub with a CArchive appended."""
     from PyInstaller.archive.writers import CArchiveWriter
 
@@ -52,7 +52,7 @@ def pyinstaller_app(path: Path, version: str, *, embedded: bool = True,
         config = {"current_version": version, "cmd_name": path.name, "public_keys": public_keys or [],
                   "api_url": "http://127.0.0.1:9/"}
         (work / "config.json").write_text(json.dumps(config))
-        entries.append(("pyi_selfupdate/_embedded_config.json", str(work / "config.json"), False, "x"))
+        entries.append((f"pyi_selfupdate{sep}_embedded_config.json", str(work / "config.json"), False, "x"))
     CArchiveWriter(str(work / "pkg"), entries, "libpython3.so")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"\x7fELF\x02\x01\x01" + BASE + version.encode() * 50 + (work / "pkg").read_bytes())
@@ -92,6 +92,16 @@ def test_a_pyinstaller_app_without_the_updater_is_refused_unless_allowed(tmp_pat
     proc = release(tmp_path, exe, "1.0", "--allow-no-updater")
     assert proc.returncode == 0, proc.stderr
     assert current(tmp_path) == "1.0"
+
+
+def test_an_app_built_on_windows_is_read_with_its_backslash_names(tmp_path):
+    """PyInstaller on Windows names archive entries with backslashes: such an app, released from
+    Linux (a CI job releasing a Windows artifact), is read, checked and released."""
+    exe = pyinstaller_app(tmp_path / "b" / "myapp", "1.0", sep="\\")
+    proc = release(tmp_path, exe, "1.0")
+    assert proc.returncode == 0, proc.stderr
+    proc = release(tmp_path, pyinstaller_app(tmp_path / "c" / "myapp", "1.1", sep="\\"), "1.2")
+    assert "1.1" in error_line(proc) and "1.2" in error_line(proc)  # its embedded version is read
 
 
 def test_apps_with_the_updater_and_other_binaries_release_as_before(tmp_path):

@@ -61,11 +61,13 @@ def read_embedded_config(path: "str | os.PathLike[str]") -> Optional[Dict[str, A
     except Exception as exc:  # not an archive, or bytes that only look like a cookie
         log.debug("%s is not a PyInstaller app (%s)", path, exc)
         return None
-    if EMBEDDED_ENTRY not in archive.toc:
+    # An app built on Windows names its entries with backslashes.
+    entry = next((e for e in (EMBEDDED_ENTRY, EMBEDDED_ENTRY.replace("/", "\\")) if e in archive.toc), None)
+    if entry is None:
         log.debug("%s is a PyInstaller app built without pyi-selfupdate's hook", path)
         return None
     try:
-        data = json.loads(archive.extract(EMBEDDED_ENTRY).decode("utf-8"))
+        data = json.loads(archive.extract(entry).decode("utf-8"))
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
     except Exception as exc:
