@@ -81,6 +81,15 @@ def follow(known, born):
                     grew = True
 
 
+def terminate(pid):
+    handle = k32.OpenProcess(0x0001, False, pid)  # PROCESS_TERMINATE
+    if not handle:
+        return False
+    ok = k32.TerminateProcess(wintypes.HANDLE(handle), 1)
+    k32.CloseHandle(wintypes.HANDLE(handle))
+    return bool(ok)
+
+
 def kill_known(known, skip=()):
     """TerminateProcess each process of ``known`` still running (the same one: same creation time)."""
     killed = []
