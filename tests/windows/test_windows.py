@@ -385,7 +385,9 @@ def test_terminate_during_download_and_install_breaks_nothing(wine, win_builds, 
             elif phase == "download":  # where the kill landed: the bytes the next launch resumes from
                 kept = sum(p.stat().st_size for p in (exe.parent / "update" / NAME / "partial").glob("*")
                            if p.is_file() and p.suffix != ".json")
-                after += ", killed mid-download" if kept else ", killed before any byte"
+                staged = (exe.parent / f".{exe.name}.staged.json").exists()
+                after += (", killed after the download (staged)" if staged else
+                          ", killed mid-download" if kept else ", killed before any byte")
                 if kept:
                     kept_bytes.append(kept)
             launches = 0
