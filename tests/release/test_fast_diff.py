@@ -144,7 +144,7 @@ def test_cli_jobs_and_verbose_memory_plan(tmp_path, go_vectors):
         proc = _cli("-v", "release", str(single / v), v, "-o", str(out), "--platform", PLAT,
                     "--cmd-name", "myapp", "--jobs", "1")
         assert proc.returncode == 0, proc.stderr
-    assert "diff memory plan: 2 patch(es) with fast, 1 worker process(es); each diff holds about" in proc.stderr
+    assert "diff memory plan: 2 patch(es) with fast, 0 worker process(es) (0: in this process); each diff holds about" in proc.stderr
     # small inputs: the fast generator's patch is the reference one
     for rel in ("myapp/1.0/1.2/linux-amd64", "myapp/1.1/1.2/linux-amd64"):
         assert (out / rel).read_bytes() == (go_vectors / "public" / rel).read_bytes()

@@ -25,7 +25,7 @@ import queue
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Tuple
 
 import bsdiff4
 
@@ -109,10 +109,13 @@ def diff_one(old_gz: str, new_path: str, new_sha256: bytes, old_max_size: int = 
 
 
 def _workers(context: ReleaseContext, n_jobs: int) -> int:
+    """Worker processes to start; 0: diff in this process (``--jobs 1``)."""
     try:
         wanted = int(context.options.get("diff_workers", DEFAULT_WORKERS))
     except (TypeError, ValueError):
         wanted = DEFAULT_WORKERS
+    if wanted <= 1:
+        return 0
     return max(1, min(wanted, n_jobs, os.cpu_count() or 1))
 
 
@@ -131,11 +134,12 @@ def _plan(context: ReleaseContext, jobs: Sequence[PatchJob], new_size: int, work
     each = max((_syncdiff.memory_estimate(o, new_size) if gen == "fast" else 17 * o + new_size)
                for o in olds)
     log.info(
-        "diff memory plan: %d patch(es) with %s, %d worker process(es); each diff holds about %s "
+        "diff memory plan: %d patch(es) with %s, %d worker process(es) (0: in this process); each diff "
+        "holds about %s "
         "(%s), so at most about %s at once (--jobs N changes the number of workers)",
         len(jobs), gen, workers, human_size(each),
         "old + new + index + one gap's bsdiff4" if gen == "fast" else "bsdiff4: 17x old + new",
-        human_size(each * workers),
+        human_size(each * max(workers, 1)),
     )
 
 
@@ -156,8 +160,9 @@ class _Progress:
 
 
 def run_jobs(context: ReleaseContext, jobs: Sequence[PatchJob],
-             new_size: int = 0) -> Iterator[Tuple[PatchJob, bytes]]:
-    """Yield ``(job, patch)`` as each patch is done, in a process pool when useful."""
+             new_size: int = 0) -> Iterable[Tuple[PatchJob, bytes]]:
+    """``(job, patch)`` as each patch is done, in a process pool when useful (started at once:
+    it works while the caller compresses the release)."""
     workers = _workers(context, len(jobs))
     gen = generator(context)
     progress = _Progress(context)
@@ -169,24 +174,39 @@ def run_jobs(context: ReleaseContext, jobs: Sequence[PatchJob],
         return (str(job.old_gz), str(job.new_path), job.new_sha256, job.old_max_size, job.old_sha256,
                 gen, label)
 
-    if workers == 1:
-        for job in jobs:
-            yield job, diff_one(*args(job), progress=progress)
-        return
-    q = multiprocessing.get_context().Queue()
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(q,)) as pool:
-        pending = {pool.submit(diff_one, *args(job)): job for job in jobs}
+    if workers == 0:  # in this process, when iterated
+        return (
+            (job, diff_one(*args(job), progress=progress)) for job in jobs
+        )
+    return _Pool(workers, [(job, args(job)) for job in jobs], progress)
+
+
+class _Pool:
+    """Patches computed by worker processes, started at once; iterate for ``(job, patch)`` as each is
+    done; ``close()`` stops the workers (also when never iterated)."""
+
+    def __init__(self, workers: int, work: list, progress: _Progress) -> None:
+        self.queue = multiprocessing.get_context().Queue()
+        self.pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(self.queue,))
+        self.progress = progress
+        self.pending = {self.pool.submit(diff_one, *a): job for job, a in work}
+
+    def __iter__(self) -> Iterator[Tuple[PatchJob, bytes]]:
         try:
-            while pending:
-                done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                _drain(q, progress)
+            while self.pending:
+                done, _ = wait(self.pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                _drain(self.queue, self.progress)
                 for fut in done:
-                    job = pending.pop(fut)
+                    job = self.pending.pop(fut)
                     yield job, fut.result()
         finally:
-            for fut in pending:
-                fut.cancel()
-    q.close()
+            self.close()
+
+    def close(self) -> None:
+        for fut in self.pending:
+            fut.cancel()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.queue.close()
 
 
 def _drain(q: Any, progress: _Progress) -> None:
