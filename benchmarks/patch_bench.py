@@ -265,7 +265,7 @@ def scenario(name: str, work: Path, earlier: list, new: tuple, generators: list)
         out = work / f"tree-{name}-{gen}"
         shutil.rmtree(out, ignore_errors=True)
         shutil.copytree(base / "out", out)
-        r = run_release(out, new[1], new[0], gen)
+        r = run_release(out, new[1], new[0], gen.split()[0], 1 if gen.endswith("--jobs 1") else 2)
         r["patches"] = patches_of(out, new[0])
         r["out"] = out
         rows[gen] = r
@@ -299,16 +299,18 @@ def main() -> None:
         print(f"inputs ready in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         both = ["bsdiff4", "fast"]
         cases = [
-            ("example_app onefile, 4 earlier versions", onefile[:4], onefile[4], both),
+            ("example_app onefile, 4 earlier versions", onefile[:4], onefile[4], both + ["fast --jobs 1"]),
             ("example_app onedir, 1 earlier version", onedir[:1], onedir[1], both),
             (f"{BIG_MB} MB onedir folder of real files, 1 earlier version", [("1.0", big_old)], ("1.1", big_new),
-             both if args.reference_large else ["fast"]),
+             both if args.reference_large else ["fast", "fast --jobs 1"]),
         ]
         for i, (label, earlier, new, gens) in enumerate(cases):
             rows = scenario(f"case{i}", work, earlier, new, gens)
             size, sha = content(new[1])
             applies = {}
             for gen, r in rows.items():
+                if gen.endswith("--jobs 1"):
+                    continue
                 last = earlier[-1][0]
                 applies[gen] = measure_apply(earlier[-1][1], next(r["out"].glob(f"*/{last}/{new[0]}/{PLAT}")), sha, size)
                 print(f"  client applies {gen}'s {last} -> {new[0]}: {applies[gen]['wall']:.2f} s, peak "
@@ -337,7 +339,9 @@ def write_results(sections: list, elapsed: float, large: bool) -> None:
         f"Machine: {platform.platform()}, Python {platform.python_version()}, {os.cpu_count()} CPUs "
         "(shared with other work: CPU time is the steadier figure).",
         "",
-        "Each release is `python -m pyi_selfupdate release --diff GEN --jobs 2` in a child process. "
+        "Each release is `python -m pyi_selfupdate release --diff GEN --jobs 2` in a child process "
+        "(`--jobs 1`: the diff runs in the release's own process, after the compression, instead of in a "
+        "worker alongside it). "
         "CPU: the release and its diff workers. Peak memory: VmRSS of all its processes summed, "
         "sampled every 20 ms (and the largest single process). `.gz` compression (level 9) is part "
         "of every release.",
@@ -354,7 +358,7 @@ def write_results(sections: list, elapsed: float, large: bool) -> None:
               "| input | wall | CPU | peak memory (sum) | patch size (largest ratio) |",
               "| --- | ---: | ---: | ---: | ---: |"]
     for label, _, rows, _, _, _ in sections:
-        if "bsdiff4" not in rows:
+        if "bsdiff4" not in rows or "fast" not in rows:
             lines.append(f"| {label} | - | - | - | (bsdiff4 not run: `--reference-large`) |")
             continue
         ref, ours = rows["bsdiff4"], rows["fast"]
@@ -367,6 +371,8 @@ def write_results(sections: list, elapsed: float, large: bool) -> None:
               "| --- | --- | ---: | ---: | ---: | ---: |"]
     for label, _, _, applies, old_v, new_v in sections:
         for gen, a in applies.items():
+            if gen.endswith("--jobs 1"):
+                continue  # the same patch as with 2 jobs
             lines.append(f"| {label} | {gen} ({old_v} -> {new_v}) | {a['patch']:,} B | {a['wall']:.2f} s | "
                          f"{_mib(a['peak'])} | {(a['peak'] - a['base']) / 2**20:.1f} MiB |")
     text = "\n".join(lines) + "\n"

@@ -160,3 +160,45 @@ def test_cli_refuses_bad_diff_options(tmp_path, go_vectors, args, message):
                 *args)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_patch_that_does_not_rebuild_the_release_is_never_published(tmp_path, versions, monkeypatch):
+    # a generator bug: the patch rebuilds other bytes; clients would fetch it, fail the hash and
+    # fetch the full .gz. It is applied once before it is written, and refused.
+    from pyi_selfupdate.protocol import decode_manifest
+    from pyi_selfupdate.release import _syncdiff
+
+    old, new = versions
+    out = tmp_path / "public"
+    (tmp_path / "1.0").write_bytes(old)
+    (tmp_path / "2.0").write_bytes(new)
+    release(tmp_path / "1.0", "1.0", out=out, cmd_name="app", platform=PLAT)
+    monkeypatch.setattr(_syncdiff, "diff", lambda a, b, progress=None: bsdiff4.diff(a, b[:-1] + b"?"))
+    with pytest.raises(ReleaseError, match="does not rebuild the new release; release again with --diff bsdiff4"):
+        release(tmp_path / "2.0", "2.0", out=out, cmd_name="app", platform=PLAT, options={"diff_workers": 1})
+    assert not (out / "app" / "1.0" / "2.0" / PLAT).exists()
+    assert decode_manifest((out / "app" / f"{PLAT}.json").read_bytes()).version == "1.0"
+
+
+def test_a_large_binary_is_gzipped_in_members_every_gunzip_reads_as_one(tmp_path, monkeypatch):
+    from pyi_selfupdate._patch import gunzip_to
+    from pyi_selfupdate.release._builtin import compress
+
+    monkeypatch.setattr(compress, "PIECE", 1 << 20)  # as for a > 64 MiB app, at test size
+    data = random.Random(5).randbytes(3 << 19) * 2 + b"tail"
+    (tmp_path / "app").write_bytes(data)
+    release(tmp_path / "app", "1.0", out=tmp_path / "public", platform=PLAT)
+    gz = (tmp_path / "public" / "app" / "1.0" / f"{PLAT}.gz").read_bytes()
+    assert gz.count(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02") == 4  # four members, zero timestamps
+    assert gzip.decompress(gz) == data
+    out = bytearray()
+    view = memoryview(gz)
+    pos = [0]
+
+    def read(n: int) -> bytes:
+        chunk = bytes(view[pos[0]:pos[0] + n])
+        pos[0] += len(chunk)
+        return chunk
+
+    size, _ = gunzip_to(read, out.extend, max_size=len(data), source="the .gz")  # the client's reader
+    assert size == len(data) and bytes(out) == data
