@@ -18,6 +18,7 @@ version: at most ``diff_workers`` old versions are in memory at once.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import multiprocessing
 import os
@@ -55,12 +56,12 @@ def _init_worker(q: Any) -> None:
 def read_gz(path: "os.PathLike[str] | str", max_size: int = 0, sha256: Optional[bytes] = None) -> bytes:
     """The decompressed bytes of an earlier release's ``.gz``: at most ``max_size``
     (0: ``LIMITS.binary_bytes``), hashing to ``sha256`` when given."""
-    buf = bytearray()
+    buf = io.BytesIO()  # getvalue() hands over its buffer: the release is held once, not twice
     why = ("the size and SHA-256 its signed manifest gives" if sha256 is not None else
            "no verified manifest gives its size: at most the new release's size + LIMITS.release_base_slack")
     _read_tree_gz(Path(os.fspath(path)), max_size=max_size or LIMITS.binary_bytes, sha256=sha256,
-                  write=buf.extend, why=why)
-    return bytes(buf)
+                  write=buf.write, why=why)
+    return buf.getvalue()
 
 
 def _verify(old: bytes, patch: bytes, new_sha256: bytes, new_size: int) -> None:
