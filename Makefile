@@ -37,6 +37,7 @@ test-windows: setup
 
 bench: setup
 	$(PY) benchmarks/release_bench.py
+	$(PY) benchmarks/patch_bench.py
 	$(PY) benchmarks/update_bench.py
 	$(PY) benchmarks/pyinstaller_bench.py
 	$(PY) benchmarks/folder_bench.py

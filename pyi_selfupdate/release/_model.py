@@ -145,8 +145,13 @@ def read_content(path: "Path | str") -> bytes:
 
     try:
         if os.path.isdir(path):
+            import io
+
+            buf = io.BytesIO()  # getvalue() hands over its buffer: no second copy of a large app
             with FolderArchive(path) as archive:
-                return b"".join(archive.stream())
+                for chunk in archive.stream():
+                    buf.write(chunk)
+            return buf.getvalue()
         with open(path, "rb") as fh:
             return fh.read()
     except ArchiveError as exc:

@@ -292,19 +292,6 @@ def _release_artifact(context: ReleaseContext, artifact: Artifact) -> ArtifactSu
     label = f"{artifact.cmd_name} {artifact.version} {artifact.platform}"
     gz_target = context.target(artifact.full_relpath)
     gz_existed = bool(artifact.data.get("gz_exists"))
-    if gz_existed:
-        summary.gz_reused = True
-        summary.gz_size = gz_target.stat().st_size
-        context.report(f"reusing {artifact.full_relpath} (same bytes already released)")
-    else:
-        context.report(f"compressing {label} ({human_size(artifact.size)})")
-        data = _read_checked(artifact)
-        gz = answered(pm.hook.release_compress(context=context, artifact=artifact, data=data),
-                      "release_compress", "compressed the release")
-        del data
-        context.write_file(artifact.full_relpath, gz)
-        summary.gz_size = len(gz)
-        del gz
 
     jobs: List[PatchJob] = []
     earlier = newest_first(_earlier_versions(context, artifact))
@@ -320,7 +307,7 @@ def _release_artifact(context: ReleaseContext, artifact: Artifact) -> ArtifactSu
         if target.is_file():
             if gz_existed:
                 size = target.stat().st_size
-                summary.patches.append(PatchSummary(old_version, size, True, size / max(summary.gz_size, 1)))
+                summary.patches.append(PatchSummary(old_version, size, True, 0.0))
                 context.report(f"reusing patch {old_version} -> {artifact.version} {artifact.platform}")
                 continue
             log.warning("%s predates this release of %s: computing it again", target, artifact.version)
@@ -328,7 +315,8 @@ def _release_artifact(context: ReleaseContext, artifact: Artifact) -> ArtifactSu
         jobs.append(PatchJob(old_version, old_gz, Path(artifact.path), artifact.sha256, relpath,
                              old_max_size=max_size, old_sha256=old_sha256))
 
-    if jobs:
+    results = None
+    if jobs:  # the diff workers start now, and work while this process compresses
         context.report(
             f"diffing {label} against {len(jobs)} earlier version(s): "
             + ", ".join(j.old_version for j in jobs)
@@ -336,6 +324,30 @@ def _release_artifact(context: ReleaseContext, artifact: Artifact) -> ArtifactSu
         started = time.monotonic()
         results = answered(pm.hook.release_diff(context=context, artifact=artifact, jobs=jobs),
                            "release_diff", "computed the patches")
+    try:
+        if gz_existed:
+            summary.gz_reused = True
+            summary.gz_size = gz_target.stat().st_size
+            context.report(f"reusing {artifact.full_relpath} (same bytes already released)")
+        else:
+            context.report(f"compressing {label} ({human_size(artifact.size)})")
+            data = _read_checked(artifact)
+            gz = answered(pm.hook.release_compress(context=context, artifact=artifact, data=data),
+                          "release_compress", "compressed the release")
+            del data
+            context.write_file(artifact.full_relpath, gz)
+            summary.gz_size = len(gz)
+            context.report(f"wrote {artifact.full_relpath} ({human_size(len(gz))})")
+            del gz
+    except BaseException:
+        close = getattr(results, "close", None)
+        if close is not None:  # stop the diff workers
+            close()
+        raise
+    summary.patches = [PatchSummary(p.old_version, p.size, True, p.size / max(summary.gz_size, 1))
+                       for p in summary.patches]
+
+    if results is not None:
         done = 0
         try:
             for job, patch in results:

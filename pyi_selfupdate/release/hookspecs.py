@@ -138,13 +138,17 @@ def release_diff(
 
     Return an iterable yielding ``(job, patch_bytes)`` as each patch is done
     (in any order; the pipeline writes and reports each as it arrives). Each
-    patch must be ``bsdiff4.diff(gunzip(job.old_gz), new_bytes)``, the
-    BSDIFF40 format go-selfupdate clients apply; the old ``.gz`` comes from
+    patch must be a BSDIFF40 patch (the format go-selfupdate clients, ``bspatch``
+    and ``bsdiff4.patch`` apply) turning ``gunzip(job.old_gz)`` into the new
+    bytes: the built-in plugin's ``fast`` generator finds the identical runs
+    first and runs ``bsdiff4`` between them, its ``bsdiff4`` generator
+    (``context.options["diff"]``, ``--diff bsdiff4``) is
+    ``bsdiff4.diff(old, new)``, byte-identical to the Go CLI. The old ``.gz`` comes from
     the tree, so decompress it as a stream of at most ``job.old_max_size``
     bytes that must hash to ``job.old_sha256`` when set (the built-in
     ``pyi_selfupdate.release._builtin.diff.read_gz`` does both). First result wins; the
     built-in plugin diffs in a pool of worker processes
-    (``context.options["diff_workers"]``, default 2) so at most that many old
+    (``context.options["diff_workers"]``, ``--jobs``, default 2) so at most that many old
     versions are held in memory at once. Jobs for patches already in the
     tree are not passed: they are reused.
     """

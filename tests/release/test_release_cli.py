@@ -123,9 +123,10 @@ def test_kill_9_mid_release_then_the_same_command_completes_it(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "pyi_selfupdate", "release", *common, str(builds["1.2"]), "1.2"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
-    # wait for the slow step, then kill the whole process group (CLI and diff workers)
+    # wait for the slow step (the diff workers started, the .gz written meanwhile), then kill the
+    # whole process group (CLI and diff workers)
     seen = ""
-    while "diffing" not in seen:
+    while "diffing" not in seen or "wrote app/1.2/linux-amd64.gz" not in seen:
         line = proc.stderr.readline()
         assert line, f"release ended before diffing: {seen}"
         seen += line
