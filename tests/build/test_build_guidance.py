@@ -177,3 +177,13 @@ def test_a_mistyped_option_or_command_suggests_the_right_one(tmp_path):
     assert proc.returncode == 2 and "did you mean --keep?" in proc.stderr
     proc = cli("relase", "dist", "1.0", cwd=tmp_path)
     assert proc.returncode == 2 and "did you mean release?" in proc.stderr
+
+
+def test_the_installed_hooks_folder_holds_the_same_check():
+    """``hooks-dir`` prints ``hooks/installed/`` when the package is installed: its copy of the
+    pre-find check must stay the one in ``hooks/``."""
+    from pathlib import Path
+
+    hooks = Path(__file__).resolve().parents[2] / "hooks"
+    name = "pre_find_module_path/hook-pyi_selfupdate.py"
+    assert (hooks / "installed" / name).read_bytes() == (hooks / name).read_bytes()
