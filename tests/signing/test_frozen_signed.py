@@ -134,3 +134,25 @@ def test_frozen_app_refuses_a_forged_manifest_and_keeps_running(tmp_path, apps, 
     assert exe.read_bytes() == before
     assert staged_files(exe) == []
     assert [p for p in server.log if not p.endswith(".json")] == []  # nothing but manifests
+
+
+@pytest.mark.parametrize("attack", ["relabelled", "unsigned"])
+def test_doctor_says_the_app_refuses_a_forged_manifest(tmp_path, apps, served, attack):
+    """``pyi-selfupdate doctor`` on the keyed build: the signature verdict, exit status 5, nothing written."""
+    from _doctorkit import doctor, snapshot, verdict
+
+    server = served()
+    rel = f"{NAME}/{current_platform()}.json"
+    doc = json.loads((server.root / rel).read_bytes())
+    if attack == "relabelled":
+        doc["Version"] = "9.9"
+    else:
+        doc = {"Version": doc["Version"], "Sha256": doc["Sha256"]}
+    server.faults[rel] = Fault(body=json.dumps(doc).encode())
+    exe = _install(tmp_path, apps[0])
+    before = snapshot(exe.parent)
+    proc = doctor(exe)
+    assert snapshot(exe.parent) == before, "doctor changed the app's folder"
+    assert proc.returncode == 5, proc.stdout + proc.stderr
+    line = verdict(proc)
+    assert "refuse" in line and "sign" in line, proc.stdout
