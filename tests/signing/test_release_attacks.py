@@ -38,8 +38,10 @@ def run_measured(*args, cwd: Path):
     code = ("import resource, sys\n"
             "from pyi_selfupdate._cli import main\n"
             "try:\n    rc = main(sys.argv[1:])\nexcept SystemExit as e:\n    rc = e.code\n"
-            "peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
-            " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+            # VmHWM, not RUSAGE_SELF: Linux keeps ru_maxrss across exec, so a child of a big
+            # test process would report the test process's size.
+            "hwm = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
+            "peak = max(hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
             "print(f'PEAK_KIB={peak}', file=sys.stderr)\nsys.exit(rc)\n")
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
