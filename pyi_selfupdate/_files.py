@@ -71,7 +71,7 @@ __all__ = [
     "PathLike", "path", "split", "beside", "new_path", "fsync_dir", "content_sha256",
     "NewFile", "NewFolder", "write_advice", "swap", "exchange", "keep_claim", "release_claim", "remove_quietly",
     "is_abandoned", "stamp", "check_writable", "FolderInUseError", "RUNNING_FOLDER_RENAMES",
-    "write_atomic", "open_lock_file", "fcntl",
+    "write_atomic", "open_lock_file", "try_lock", "unlock", "fcntl",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -205,10 +205,7 @@ def is_abandoned(file: PathLike) -> bool:
     except OSError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except OSError:
-        return False
+        return try_lock(fd)
     finally:
         os.close(fd)  # releases the probe's flock
 
@@ -481,6 +478,38 @@ def open_lock_file(file: PathLike) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def try_lock(fd: int) -> bool:
+    """An exclusive lock on the open file ``fd``, without waiting; False if another process holds it.
+
+    POSIX: ``flock`` (closing ``fd`` releases it). Windows: a byte-range lock on
+    byte 0 (:func:`unlock` releases it).
+    """
+    if fcntl is None:  # pragma: no cover - Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+
+
+def unlock(fd: int) -> None:
+    """Release :func:`try_lock`'s lock before closing ``fd`` (needed on Windows only)."""
+    if fcntl is None:  # pragma: no cover - Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        except OSError:
+            pass
 
 
 # ------------------------------------------------------------------ swap

@@ -459,7 +459,7 @@ def serial_lock(path: Union[str, "os.PathLike[str]"]) -> Iterator[None]:
     ``LIMITS.state_lock_wait`` seconds for another process; :class:`InstallError`
     naming the lock file then, or when it cannot be opened.
     """
-    from ._files import open_lock_file
+    from ._files import open_lock_file, try_lock, unlock
 
     lock_path = os.fspath(path) + ".lock"
     try:
@@ -472,7 +472,7 @@ def serial_lock(path: Union[str, "os.PathLike[str]"]) -> Iterator[None]:
         ) from None
     try:
         deadline = time.monotonic() + LIMITS.state_lock_wait
-        while not _try_lock(fd):
+        while not try_lock(fd):
             if time.monotonic() >= deadline:
                 raise InstallError(
                     f"another process has held {lock_path} for over {LIMITS.state_lock_wait:g} s; "
@@ -482,38 +482,8 @@ def serial_lock(path: Union[str, "os.PathLike[str]"]) -> Iterator[None]:
             time.sleep(0.01)
         yield
     finally:
-        _unlock(fd)
+        unlock(fd)
         os.close(fd)
-
-
-def _unlock(fd: int) -> None:
-    """Release :func:`_try_lock`'s lock (POSIX: closing the descriptor does it)."""
-    if os.name == "nt":  # pragma: no cover - Windows
-        import msvcrt
-
-        try:
-            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-        except OSError:
-            pass
-
-
-def _try_lock(fd: int) -> bool:
-    """An exclusive lock on the open file ``fd`` without waiting; False if another process has it."""
-    if os.name == "nt":  # pragma: no cover - Windows: a byte-range lock on byte 0
-        import msvcrt
-
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-            return True
-        except OSError:
-            return False
-    import fcntl
-
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except OSError:
-        return False
 
 
 # ------------------------------------------------------------- client policy

@@ -25,6 +25,7 @@ import pytest
 
 from _server import Fault
 from test_hostile_server import CMD, MANIFEST, PATCH12, PLAT, Tree, _payload, assert_refused
+from test_hostile_server import server, tree, updater  # noqa: F401 (the fixtures: a tree, its server, an Updater)
 
 from pyi_selfupdate import Updater
 from pyi_selfupdate.errors import ManifestError, SelfUpdateError
@@ -34,27 +35,6 @@ from pyi_selfupdate.release.keys import generate_private_key, write_private_key
 
 SHA_A = base64.b64encode(b"\1" * 32).decode()
 SHA_B = base64.b64encode(b"\2" * 32).decode()
-
-
-@pytest.fixture
-def tree(tmp_path) -> Tree:
-    return Tree(tmp_path)
-
-
-@pytest.fixture
-def server(serve, tree):
-    return serve(tree.public)
-
-
-@pytest.fixture
-def updater(server, tree):
-    def make(version: str = "1.0", **kwargs) -> Updater:
-        options = dict(current_version=version, api_url=server.url, cmd_name=CMD, platform=PLAT,
-                       target=tree.target, public_keys=[tree.key.public_key_text])
-        options.update(kwargs)
-        return Updater(**options)
-
-    return make
 
 
 @pytest.fixture(autouse=True)

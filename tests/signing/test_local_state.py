@@ -6,7 +6,6 @@ Real files, real processes (another user where the test runs as root), the real
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -22,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from _server import Fault
-from test_hostile_server import CMD, FULL2, MANIFEST, PATCH12, PLAT, Tree, _payload
+from test_hostile_server import CMD, PATCH12, PLAT, Tree, _payload
+from test_hostile_server import server, updater  # noqa: F401 (the fixtures; tree is this module's own)
 
 from pyi_selfupdate import Updater, signing
 from pyi_selfupdate._files import write_atomic
@@ -39,22 +39,6 @@ def tree():
     os.chmod(root, 0o755)
     yield Tree(root)
     shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture
-def server(serve, tree):
-    return serve(tree.public)
-
-
-@pytest.fixture
-def updater(server, tree):
-    def make(version: str = "1.0", **kwargs) -> Updater:
-        options = dict(current_version=version, api_url=server.url, cmd_name=CMD, platform=PLAT,
-                       target=tree.target, public_keys=[tree.key.public_key_text])
-        options.update(kwargs)
-        return Updater(**options)
-
-    return make
 
 
 def _run(code: str, user: "int | None" = None) -> subprocess.Popen:
