@@ -171,8 +171,8 @@ def _add_release(sub: "argparse._SubParsersAction") -> None:
                    "them; seconds for hundreds of MB) or bsdiff4 (the whole file, byte-identical to the "
                    "go-selfupdate CLI, 17x the app's size in memory); both write BSDIFF40 patches")
     p.add_argument("--jobs", dest="diff_workers", type=_jobs, default=2, metavar="N",
-                   help="patches computed at once, each in a process of its own (default: 2; -v prints "
-                   "the memory this takes)")
+                   help="patches computed at once, by threads beside the compression (default: 2; "
+                   "-v prints the memory this takes)")
     p.add_argument("path", metavar="PATH", help="the executable or app folder, or the folder holding them")
     p.add_argument("version", metavar="VERSION", help="the version being released, e.g. 1.2")
     p.set_defaults(func=_cmd_release)

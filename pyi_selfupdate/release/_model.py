@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from ..errors import ReleaseError
 from ..protocol import FILE, full_path, manifest_path, patch_path
@@ -92,6 +92,9 @@ class PatchJob:
     old_max_size: int = 0
     #: The SHA-256 a verified manifest gives the old release (None: no verified record).
     old_sha256: Optional[bytes] = None
+    #: The new release's bytes (the file's, or the folder's canonical archive) when the pipeline
+    #: already holds them, shared by every job of the artifact; None: read ``new_path``.
+    new_content: Optional[bytes] = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -280,8 +283,9 @@ class ReleaseContext:
         refuse_links(self.out, parts)
         return self.out.joinpath(*parts)
 
-    def write_file(self, relpath: str, data: bytes) -> Path:
-        """Write ``data`` to ``relpath`` in the output folder through the pipeline."""
+    def write_file(self, relpath: str, data: "bytes | Iterable[bytes]") -> Path:
+        """Write ``data`` (bytes, or chunks in order) to ``relpath`` in the output folder through
+        the pipeline."""
         self.target(relpath)
         result = self.pm.hook.release_write_file(context=self, relpath=relpath, data=data)
         return Path(answered(result, "release_write_file", f"wrote {relpath!r}"))

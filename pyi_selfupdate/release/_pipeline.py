@@ -6,6 +6,8 @@ every file through ``release_write_file`` and the manifests last.
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import logging
 import os
@@ -315,8 +317,11 @@ def _release_artifact(context: ReleaseContext, artifact: Artifact) -> ArtifactSu
         jobs.append(PatchJob(old_version, old_gz, Path(artifact.path), artifact.sha256, relpath,
                              old_max_size=max_size, old_sha256=old_sha256))
 
+    # the new release's bytes, read once: compressed here and shared by every diff
+    data = _read_checked(artifact) if jobs or not gz_existed else None
+    jobs = [dataclasses.replace(job, new_content=data) for job in jobs]
     results = None
-    if jobs:  # the diff workers start now, and work while this process compresses
+    if jobs:  # the diffs start now, and work while this thread compresses
         context.report(
             f"diffing {label} against {len(jobs)} earlier version(s): "
             + ", ".join(j.old_version for j in jobs)
@@ -331,14 +336,23 @@ def _release_artifact(context: ReleaseContext, artifact: Artifact) -> ArtifactSu
             context.report(f"reusing {artifact.full_relpath} (same bytes already released)")
         else:
             context.report(f"compressing {label} ({human_size(artifact.size)})")
-            data = _read_checked(artifact)
             gz = answered(pm.hook.release_compress(context=context, artifact=artifact, data=data),
                           "release_compress", "compressed the release")
-            del data
+            written = [0]
+
+            def counted(chunks: Iterable[bytes]) -> Iterable[bytes]:
+                for chunk in chunks:
+                    written[0] += len(chunk)
+                    yield chunk
+
+            if isinstance(gz, (bytes, bytearray, memoryview)):
+                written[0] = len(gz)
+            else:  # written as it is compressed, never held whole
+                gz = counted(gz)
             context.write_file(artifact.full_relpath, gz)
-            summary.gz_size = len(gz)
-            context.report(f"wrote {artifact.full_relpath} ({human_size(len(gz))})")
             del gz
+            summary.gz_size = written[0]
+            context.report(f"wrote {artifact.full_relpath} ({human_size(written[0])})")
     except BaseException:
         close = getattr(results, "close", None)
         if close is not None:  # stop the diff workers

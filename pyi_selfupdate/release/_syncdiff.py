@@ -20,21 +20,26 @@ How runs are found, all in C except one loop over the bytes no run covers:
 - a run is extended forward in doubling blocks, so an identical megabyte
   costs a few comparisons.
 
-Memory: the old and new files, the index, and one gap's ``bsdiff4`` (at most
-``_MAX_GAP`` new bytes against ``_MAX_GAP_OLD`` old ones) at a time (about 17 x 4 MiB). Inputs of at most :data:`SMALL` bytes go to ``bsdiff4.diff`` whole:
-their patches are the reference ones, byte for byte.
+Memory: the new file, the index (about 120 bytes per ``_STRIDE`` old bytes),
+one gap's ``bsdiff4`` (at most ``_MAX_GAP`` new bytes against
+``_MAX_GAP_OLD`` old ones, about 17 x 4 MiB at worst) and the bzip2
+compressors. The old file may be a :class:`FileView`: it is then read where
+the diff looks, a window at a time, and never held. Inputs of at most
+:data:`SMALL` bytes go to ``bsdiff4.diff`` whole: their patches are the
+reference ones, byte for byte.
 """
 
 from __future__ import annotations
 
 import bz2
+import os
 import struct
 import time
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple, Union
 
 import bsdiff4
 
-__all__ = ["diff", "SMALL", "memory_estimate"]
+__all__ = ["diff", "FileView", "SMALL", "memory_estimate"]
 
 #: Inputs up to this size are diffed whole by ``bsdiff4.diff`` (the reference patch).
 SMALL = 4 << 20
@@ -44,21 +49,81 @@ _MIN_RUN = 512  # the shortest identical run taken out of bsdiff's hands
 _MAX_GAP = 4 << 20  # the most new bytes one bsdiff4 call sees
 _MAX_GAP_OLD = 4 << 20  # the most old bytes one bsdiff4 call sees
 _CONTEXT = 64 << 10  # at most this many old bytes on each side of a gap also go to bsdiff4
-_BLOCK = 1 << 16
+_BLOCK = 1 << 12  # the first block a run is compared in; doubled up to _MAX_BLOCK
+_MAX_BLOCK = 1 << 18
+_WINDOW = 1 << 16  # a FileView reads this much around a small read
 _ZEROS = bytes(1 << 20)
 
 Progress = Callable[[int, int], None]
 
 
+class FileView:
+    """Read-only, bytes-like access to an open file: ``len(view)``, ``view[i]`` (an int) and
+    ``view[a:b]`` (bytes), read with ``os.pread`` through a small window, so a diff reads the old
+    release where it looks instead of holding it. The caller owns ``fd``."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd = fd
+        self.size = size
+        self._at = 0
+        self._window = b""
+
+    def __len__(self) -> int:
+        return self.size
+
+    def _read(self, at: int, n: int) -> bytes:
+        end = min(self.size, at + n)
+        if at >= end:
+            return b""
+        w = self._at
+        if w <= at and end <= w + len(self._window):
+            return self._window[at - w:end - w]
+        if end - at >= _WINDOW:
+            return _pread(self.fd, end - at, at)
+        self._at = max(0, min(at - 1024, self.size - _WINDOW))  # a little before: reads walk back too
+        self._window = _pread(self.fd, _WINDOW, self._at)
+        return self._window[at - self._at:end - self._at]
+
+    def __getitem__(self, key: "int | slice") -> "bytes | int":
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self.size)
+            if step != 1:
+                raise ValueError("FileView slices have no step")
+            return self._read(start, stop - start)
+        if key < 0:
+            key += self.size
+        if not 0 <= key < self.size:
+            raise IndexError("FileView index out of range")
+        return self._read(key, 1)[0]
+
+
+def _pread(fd: int, n: int, at: int) -> bytes:
+    """Exactly ``n`` bytes at ``at`` (fewer only at the end of the file)."""
+    parts = []
+    while n > 0:
+        chunk = os.pread(fd, n, at)
+        if not chunk:
+            break
+        parts.append(chunk)
+        n -= len(chunk)
+        at += len(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+#: What the diff reads: bytes in memory, or a file read where it looks.
+Data = Union[bytes, FileView]
+
+
 def memory_estimate(old_size: int, new_size: int) -> int:
-    """Bytes one diff holds at its peak: both files, the index, one gap's bsdiff4 (17x its old side)."""
+    """Bytes one diff holds at its peak besides the new file: the index, one gap's bsdiff4
+    (17x its old side), the compressors; small inputs: bsdiff4 on the whole old file."""
     if old_size <= SMALL or new_size <= SMALL:
         return 17 * old_size + new_size
     index = (old_size // _STRIDE) * 120
-    return old_size + new_size + index + 17 * _MAX_GAP_OLD + 3 * _MAX_GAP
+    return index + 17 * _MAX_GAP_OLD + 3 * _MAX_GAP + 3 * (8 << 20)
 
 
-def _run_length(new: bytes, p: int, old: bytes, o: int) -> int:
+def _run_length(new: Data, p: int, old: Data, o: int) -> int:
     """Length of the identical run ``new[p:] == old[o:]`` (both in range)."""
     limit = min(len(new) - p, len(old) - o)
     done = 0
@@ -67,7 +132,7 @@ def _run_length(new: bytes, p: int, old: bytes, o: int) -> int:
         n = min(block, limit - done)
         if new[p + done:p + done + n] == old[o + done:o + done + n]:
             done += n
-            block = min(block * 2, 1 << 22)
+            block = min(block * 2, _MAX_BLOCK)
             continue
         lo, hi = 0, n  # the first difference is in [lo, hi): bisect
         while hi - lo > 64:
@@ -82,7 +147,7 @@ def _run_length(new: bytes, p: int, old: bytes, o: int) -> int:
     return done
 
 
-def _back_length(new: bytes, p: int, old: bytes, o: int, limit: int) -> int:
+def _back_length(new: Data, p: int, old: Data, o: int, limit: int) -> int:
     """How many bytes before ``new[p]`` and ``old[o]`` are identical, at most ``limit``."""
     limit = min(limit, p, o)
     n = 0
@@ -91,11 +156,17 @@ def _back_length(new: bytes, p: int, old: bytes, o: int, limit: int) -> int:
     return n
 
 
-def _index(old: bytes) -> dict:
+def _index(old: Data) -> dict:
+    """``{hash(key): offset}`` of the old file's ``_KEY``-byte strings at every ``_STRIDE``-th offset
+    (the first offset of each key), read a megabyte at a time."""
     index: dict = {}
     setdefault = index.setdefault
-    for o in range(0, len(old) - _KEY, _STRIDE):
-        setdefault(old[o:o + _KEY], o)
+    size = len(old)
+    step = _STRIDE << 10
+    for base in range(0, max(size - _KEY, 0), step):
+        chunk = old[base:min(size, base + step + _KEY)]
+        for o in range(0, min(step, len(chunk) - _KEY), _STRIDE):
+            setdefault(hash(chunk[o:o + _KEY]), base + o)
     return index
 
 
@@ -103,7 +174,7 @@ def _index(old: bytes) -> dict:
 _Op = Tuple[int, int, int, int, bool]
 
 
-def _plan(old: bytes, new: bytes, progress: Optional[Progress]) -> List[_Op]:
+def _plan(old: Data, new: Data, progress: Optional[Progress]) -> List[_Op]:
     """The identical runs and the gaps between them, covering ``new`` in order."""
     index = _index(old)
     get = index.get
@@ -144,7 +215,7 @@ def _plan(old: bytes, new: bytes, progress: Optional[Progress]) -> List[_Op]:
         if 0 <= o and o + _KEY <= m and new[q:q + _KEY] == old[o:o + _KEY]:
             found = o
         else:
-            hit = get(new[q:q + _KEY])
+            hit = get(hash(new[q:q + _KEY]))  # a false hit makes no run
             if hit is not None:
                 found = hit
         if found < 0:
@@ -236,14 +307,15 @@ class _Writer:
         return b"BSDIFF40" + _offt(len(ctrl)) + _offt(len(dif)) + _offt(new_size) + ctrl + dif + ext
 
 
-def diff(old: bytes, new: bytes, progress: Optional[Progress] = None) -> bytes:
+def diff(old: Data, new: Data, progress: Optional[Progress] = None) -> bytes:
     """A BSDIFF40 patch turning ``old`` into ``new`` (``bsdiff4.diff``'s for small inputs).
 
-    ``progress(done, total)`` is called about once a second with the new
-    bytes planned so far.
+    Either may be a :class:`FileView`. ``progress(done, total)`` is called
+    about once a second with the new bytes planned so far (it may raise to
+    stop the diff).
     """
     if len(old) <= SMALL or len(new) <= SMALL:
-        return bsdiff4.diff(old, new)
+        return bsdiff4.diff(old[0:len(old)], new[0:len(new)])
     ops = _plan(old, new, progress)
     out = _Writer()
     done = 0

@@ -122,11 +122,15 @@ def release_prepare(context: "ReleaseContext") -> None:
 
 
 @hookspec(firstresult=True)
-def release_compress(context: "ReleaseContext", artifact: "Artifact", data: bytes) -> Optional[bytes]:
-    """Return the gzip stream of ``data`` (the full binary) for ``<version>/<plat>.gz``.
+def release_compress(
+    context: "ReleaseContext", artifact: "Artifact", data: bytes
+) -> "Optional[bytes | Iterable[bytes]]":
+    """Return the gzip stream of ``data`` (the full binary) for ``<version>/<plat>.gz``:
+    bytes, or an iterable of chunks in order (written as they come, never held whole).
 
-    First result wins; the built-in plugin uses ``gzip`` at level 9 with a
-    zero timestamp (reproducible output).
+    First result wins; the built-in plugin yields one gzip member a piece at a
+    time, compressed on every core (level 6, incompressible pieces stored),
+    with a zero timestamp (reproducible output).
     """
 
 
@@ -147,10 +151,11 @@ def release_diff(
     the tree, so decompress it as a stream of at most ``job.old_max_size``
     bytes that must hash to ``job.old_sha256`` when set (the built-in
     ``pyi_selfupdate.release._builtin.diff.read_gz`` does both). First result wins; the
-    built-in plugin diffs in a pool of worker processes
-    (``context.options["diff_workers"]``, ``--jobs``, default 2) so at most that many old
-    versions are held in memory at once. Jobs for patches already in the
-    tree are not passed: they are reused.
+    built-in plugin diffs in ``context.options["diff_workers"]`` threads (``--jobs``,
+    default 2), reading each old version from a temporary file rather than
+    memory; ``job.new_content`` carries the new bytes the pipeline already holds
+    (shared, never copied). Jobs for patches already in the tree are not
+    passed: they are reused.
     """
 
 
@@ -189,8 +194,14 @@ def release_manifest_fields(
 
 
 @hookspec(firstresult=True)
-def release_write_file(context: "ReleaseContext", relpath: str, data: bytes) -> Optional[str]:
+def release_write_file(
+    context: "ReleaseContext", relpath: str, data: "bytes | Iterable[bytes]"
+) -> Optional[str]:
     """Write ``data`` to ``relpath`` (relative to ``context.out``), atomically.
+
+    ``data`` is bytes, or for a large file (the ``.gz``) an iterable of chunks
+    to write in order; a plugin that reads the chunks must write the file
+    (they can be read once).
 
     Return the path written. First result wins; the built-in publish plugin
     writes a temporary file in the same folder, fsyncs it, makes it 0644 and

@@ -160,7 +160,8 @@ def test_cli_jobs_and_verbose_memory_plan(tmp_path, go_vectors):
         proc = _cli("-v", "release", str(single / v), v, "-o", str(out), "--platform", PLAT,
                     "--cmd-name", "myapp", "--jobs", "1")
         assert proc.returncode == 0, proc.stderr
-    assert "diff memory plan: 2 patch(es) with fast, 0 worker process(es) (0: in this process); each diff holds about" in proc.stderr
+    assert "diff memory plan: 2 patch(es) with fast, 1 at once; the new release (" in proc.stderr
+    assert "so about " in proc.stderr and " in all (--jobs N changes how many run at once)" in proc.stderr
     # small inputs: the fast generator's patch is the reference one
     for rel in ("myapp/1.0/1.2/linux-amd64", "myapp/1.1/1.2/linux-amd64"):
         assert (out / rel).read_bytes() == (go_vectors / "public" / rel).read_bytes()
@@ -189,23 +190,28 @@ def test_a_patch_that_does_not_rebuild_the_release_is_never_published(tmp_path, 
     (tmp_path / "1.0").write_bytes(old)
     (tmp_path / "2.0").write_bytes(new)
     release(tmp_path / "1.0", "1.0", out=out, cmd_name="app", platform=PLAT)
-    monkeypatch.setattr(_syncdiff, "diff", lambda a, b, progress=None: bsdiff4.diff(a, b[:-1] + b"?"))
+    monkeypatch.setattr(_syncdiff, "diff", lambda a, b, progress=None: bsdiff4.diff(a[0:len(a)], b[:-1] + b"?"))
     with pytest.raises(ReleaseError, match="does not rebuild the new release; release again with --diff bsdiff4"):
         release(tmp_path / "2.0", "2.0", out=out, cmd_name="app", platform=PLAT, options={"diff_workers": 1})
     assert not (out / "app" / "1.0" / "2.0" / PLAT).exists()
     assert decode_manifest((out / "app" / f"{PLAT}.json").read_bytes()).version == "1.0"
 
 
-def test_a_large_binary_is_gzipped_in_members_every_gunzip_reads_as_one(tmp_path, monkeypatch):
+def test_the_gz_is_one_member_of_pieces_that_every_gunzip_reads(tmp_path, monkeypatch):
+    # compressed a piece at a time on every core (incompressible pieces stored), joined into one
+    # ordinary gzip member: Python's gzip, the client's reader and gzip(1) all read it
     from pyi_selfupdate._patch import gunzip_to
     from pyi_selfupdate.release._builtin import compress
 
-    monkeypatch.setattr(compress, "PIECE", 1 << 20)  # as for a > 64 MiB app, at test size
-    data = random.Random(5).randbytes(3 << 19) * 2 + b"tail"
+    rng = random.Random(5)
+    noise = rng.randbytes(3 << 20)  # like a onefile app's already-compressed payload
+    text = b"".join(b"def f%d(x):\n    return x * %d  # %s\n" % (i, i % 97, b"ab" * (i % 13))
+                    for i in range(120_000))
+    data = noise + text + b"tail"
     (tmp_path / "app").write_bytes(data)
     release(tmp_path / "app", "1.0", out=tmp_path / "public", platform=PLAT)
     gz = (tmp_path / "public" / "app" / "1.0" / f"{PLAT}.gz").read_bytes()
-    assert gz.count(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02") == 4  # four members, zero timestamps
+    assert gz.count(b"\x1f\x8b\x08\x00\x00\x00\x00\x00") == 1  # one member, zero timestamp
     assert gzip.decompress(gz) == data
     out = bytearray()
     view = memoryview(gz)
@@ -218,3 +224,28 @@ def test_a_large_binary_is_gzipped_in_members_every_gunzip_reads_as_one(tmp_path
 
     size, _ = gunzip_to(read, out.extend, max_size=len(data), source="the .gz")  # the client's reader
     assert size == len(data) and bytes(out) == data
+    system = subprocess.run(["gzip", "-dc"], input=gz, capture_output=True, check=True).stdout
+    assert system == data
+    # the noise is stored (a few bytes per 64 KiB block), the text about as small as in one pass
+    whole = len(zlib.compress(text, compress.LEVEL))
+    assert len(gz) <= len(noise) + 5 * (len(noise) // 65535 + 2) + whole * 1.01 + 64
+    # the same bytes whatever the number of cores
+    monkeypatch.setattr(compress.os, "cpu_count", lambda: 1)
+    assert compress.gzip_bytes(data) == gz
+    assert gzip.decompress(compress.gzip_bytes(b"")) == b""
+
+
+def test_the_old_release_read_from_a_file_gives_the_same_patch(tmp_path, versions):
+    # the release tool reads an earlier release where the diff looks (a FileView over a temporary
+    # file), never whole: the patch is the one the same bytes in memory give
+    from pyi_selfupdate.release._syncdiff import FileView
+
+    old, new = versions
+    (tmp_path / "old").write_bytes(old)
+    with open(tmp_path / "old", "rb") as fh:
+        view = FileView(fh.fileno(), len(old))
+        assert len(view) == len(old) and view[len(old) - 1] == old[-1] and view[-1] == old[-1]
+        assert view[5:70000] == old[5:70000] and view[len(old) - 10:len(old) + 10] == old[-10:]
+        patch = diff(view, new)
+    assert patch == diff(old, new)
+    assert bsdiff4.patch(old, patch) == new

@@ -7,12 +7,17 @@ each patch is applied once before it is kept, and must rebuild the new bytes)
 and ``bsdiff4`` (``bsdiff4.diff(old, new)`` over the whole file,
 byte-identical to the go-selfupdate CLI's patches; seconds and 17x the size in
 memory for an 18 MB app, hours for 450 MB). Both write BSDIFF40, which
-``bsdiff4.patch``, ``bspatch`` and Go clients apply. The old ``.gz`` is decompressed as a stream, at most
-``PatchJob.old_max_size`` bytes (a decompression bomb in the tree stops
-there), and must hash to ``PatchJob.old_sha256`` when a verified manifest
-gives it. Diffing a large binary takes seconds and a few hundred MB, so
-the jobs run in a small pool of worker processes, each reading its own old
-version: at most ``diff_workers`` old versions are in memory at once.
+``bsdiff4.patch``, ``bspatch`` and Go clients apply.
+
+The old ``.gz`` is decompressed as a stream into an anonymous temporary file
+(``TMPDIR``), at most ``PatchJob.old_max_size`` bytes (a decompression bomb in
+the tree stops there), and must hash to ``PatchJob.old_sha256`` when a
+verified manifest gives it. The fast generator and the check read it where
+they look; only ``--diff bsdiff4`` loads it whole. The new release is read
+once and shared. Patches are computed by ``diff_workers`` threads (``--jobs``):
+the C parts (bsdiff4, bzip2, zlib, SHA-256, comparisons) release the GIL, so
+the diffs run beside the compression of the ``.gz`` in one process, with
+nothing held twice.
 """
 
 from __future__ import annotations
@@ -20,13 +25,13 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import multiprocessing
 import os
-import queue
+import tempfile
+import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, Optional, Sequence, Tuple
 
 import bsdiff4
 
@@ -39,37 +44,33 @@ from ..hookspecs import hookimpl
 
 log = logging.getLogger("pyi_selfupdate.release")
 
-#: Default number of diff worker processes (the option ``diff_workers``, ``--jobs``, overrides it).
+#: Default number of patches computed at once (the option ``diff_workers``, ``--jobs``, overrides it).
 DEFAULT_WORKERS = 2
 #: The patch generators (option ``diff``); the first is the default.
 GENERATORS = ("fast", "bsdiff4")
 
-#: In a worker process: where progress ``(old_version, done, total)`` goes (set by the pool).
-_progress_queue: Any = None
-
-
-def _init_worker(q: Any) -> None:
-    global _progress_queue
-    _progress_queue = q
+#: The check applies a patch in pieces of this size (it holds about four).
+_VERIFY_CHUNK = 1 << 18
+_WHY_SIGNED = "the size and SHA-256 its signed manifest gives"
+_WHY_UNSIGNED = "no verified manifest gives its size: at most the new release's size + LIMITS.release_base_slack"
 
 
 def read_gz(path: "os.PathLike[str] | str", max_size: int = 0, sha256: Optional[bytes] = None) -> bytes:
     """The decompressed bytes of an earlier release's ``.gz``: at most ``max_size``
     (0: ``LIMITS.binary_bytes``), hashing to ``sha256`` when given."""
     buf = io.BytesIO()  # getvalue() hands over its buffer: the release is held once, not twice
-    why = ("the size and SHA-256 its signed manifest gives" if sha256 is not None else
-           "no verified manifest gives its size: at most the new release's size + LIMITS.release_base_slack")
     _read_tree_gz(Path(os.fspath(path)), max_size=max_size or LIMITS.binary_bytes, sha256=sha256,
-                  write=buf.write, why=why)
+                  write=buf.write, why=_WHY_SIGNED if sha256 is not None else _WHY_UNSIGNED)
     return buf.getvalue()
 
 
-def _verify(old: bytes, patch: bytes, new_sha256: bytes, new_size: int) -> None:
+def _verify(old: "_syncdiff.Data", patch: bytes, new_sha256: bytes, new_size: int) -> None:
     """Apply ``patch`` to ``old`` as a client does (streamed) and check it rebuilds the new bytes."""
     from ..._patch import patch_stream
 
     h = hashlib.sha256()
-    patch_stream(lambda at, n: old[at:at + n], len(old), patch, h.update, max_new_size=new_size)
+    patch_stream(lambda at, n: old[at:at + n], len(old), patch, h.update, max_new_size=new_size,
+                 chunk=_VERIFY_CHUNK)
     if h.digest() != new_sha256:  # a generator bug: never published
         raise ReleaseError(
             "the fast patch generator made a patch that does not rebuild the new release; "
@@ -77,40 +78,43 @@ def _verify(old: bytes, patch: bytes, new_sha256: bytes, new_size: int) -> None:
         )
 
 
-def diff_one(old_gz: str, new_path: str, new_sha256: bytes, old_max_size: int = 0,
-             old_sha256: Optional[bytes] = None, generator: str = GENERATORS[0],
-             label: str = "", progress: Optional[Callable[[str, int, int], None]] = None) -> bytes:
-    """One patch from the release in ``old_gz`` to ``new_path`` (worker entry point).
-
-    ``new_path`` is the new executable, or the new app folder, whose canonical
-    archive is diffed against the earlier archive (an earlier ``.gz`` holds it).
-    ``generator`` is one of :data:`GENERATORS`; ``progress(label, done, total)``
-    hears the new bytes matched so far (in a worker: sent to the pool's queue).
-    """
-    old = read_gz(old_gz, old_max_size, old_sha256)
-    new = read_content(new_path)
-    if hashlib.sha256(new).digest() != new_sha256:
+def read_new(job: PatchJob) -> bytes:
+    """The new release's bytes for ``job``: the ones the pipeline holds, else read and checked."""
+    if job.new_content is not None:
+        return job.new_content
+    new = read_content(job.new_path)
+    if hashlib.sha256(new).digest() != job.new_sha256:
         raise ReleaseError(
-            f"{new_path} changed while it was being released; wait for the build to finish "
+            f"{job.new_path} changed while it was being released; wait for the build to finish "
             "and run the release again"
         )
-    if generator == "bsdiff4":
-        return bsdiff4.diff(old, new)
-    q = _progress_queue
+    return new
 
-    def report(done: int, total: int) -> None:
-        if progress is not None:
-            progress(label, done, total)
-        elif q is not None:
-            q.put((label, done, total))
 
-    patch = _syncdiff.diff(old, new, report)
-    _verify(old, patch, new_sha256, len(new))
-    return patch
+def diff_one(job: PatchJob, new: bytes, generator: str = GENERATORS[0],
+             progress: Optional[Callable[[int, int], None]] = None) -> bytes:
+    """One patch from the release in ``job.old_gz`` to ``new`` (the new executable's bytes, or
+    the new app folder's canonical archive; an earlier ``.gz`` holds the same form).
+
+    ``generator`` is one of :data:`GENERATORS`; ``progress(done, total)`` hears
+    the new bytes matched so far, and may raise to stop.
+    """
+    with tempfile.TemporaryFile(prefix="pyi-selfupdate-old-") as tmp:
+        size, _ = _read_tree_gz(Path(job.old_gz), max_size=job.old_max_size or LIMITS.binary_bytes,
+                                sha256=job.old_sha256, write=tmp.write,
+                                why=_WHY_SIGNED if job.old_sha256 is not None else _WHY_UNSIGNED)
+        tmp.flush()
+        old = _syncdiff.FileView(tmp.fileno(), size)
+        if generator == "bsdiff4":
+            return bsdiff4.diff(old[0:size], new)
+        patch = _syncdiff.diff(old, new, progress)
+        _verify(old, patch, job.new_sha256, len(new))
+        return patch
 
 
 def _workers(context: ReleaseContext, n_jobs: int) -> int:
-    """Worker processes to start; 0: diff in this process (``--jobs 1``)."""
+    """Patches computed at once, in threads; 0: one at a time, in the caller's thread, when
+    iterated (``--jobs 1``)."""
     try:
         wanted = int(context.options.get("diff_workers", DEFAULT_WORKERS))
     except (TypeError, ValueError):
@@ -128,20 +132,24 @@ def generator(context: ReleaseContext) -> str:
     return str(name)
 
 
-def _plan(context: ReleaseContext, jobs: Sequence[PatchJob], new_size: int, workers: int, gen: str) -> None:
-    """Log the memory plan: what one diff holds and what the pool holds at most."""
+def _plan(jobs: Sequence[PatchJob], new_size: int, workers: int, gen: str) -> None:
+    """Log the memory plan: what one diff holds and what the diffs hold at most."""
     # an earlier release's size is known when signed; otherwise taken as the new one's
     olds = [j.old_max_size if j.old_sha256 is not None and j.old_max_size else new_size for j in jobs]
     each = max((_syncdiff.memory_estimate(o, new_size) if gen == "fast" else 17 * o + new_size)
                for o in olds)
     log.info(
-        "diff memory plan: %d patch(es) with %s, %d worker process(es) (0: in this process); each diff "
-        "holds about %s "
-        "(%s), so at most about %s at once (--jobs N changes the number of workers)",
-        len(jobs), gen, workers, human_size(each),
-        "old + new + index + one gap's bsdiff4" if gen == "fast" else "bsdiff4: 17x old + new",
-        human_size(each * max(workers, 1)),
+        "diff memory plan: %d patch(es) with %s, %d at once; the new release (%s) is held once, each "
+        "diff adds about %s (%s), so about %s in all (--jobs N changes how many run at once)",
+        len(jobs), gen, max(workers, 1), human_size(new_size), human_size(each),
+        "index + one gap's bsdiff4 + compressors; the old release is read from a temporary file"
+        if gen == "fast" else "bsdiff4: 17x old + new",
+        human_size(new_size + each * max(workers, 1)),
     )
+
+
+class _Stopped(Exception):
+    """Raised in a diff thread when the release stops."""
 
 
 class _Progress:
@@ -149,54 +157,55 @@ class _Progress:
 
     def __init__(self, context: ReleaseContext) -> None:
         self.context = context
-        self.last: dict = {}
+        self.last: Dict[str, float] = {}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
 
     def __call__(self, label: str, done: int, total: int) -> None:
+        if self.stop.is_set():
+            raise _Stopped()
         now = time.monotonic()
-        if done < total and now - self.last.get(label, 0.0) < 2.0:
-            return
-        self.last[label] = now
-        self.context.report(f"diffing {label}: {human_size(done)} of {human_size(total)} matched "
-                            f"({done / max(total, 1):.0%})")
+        with self.lock:
+            if done < total and now - self.last.get(label, 0.0) < 2.0:
+                return
+            self.last[label] = now
+            self.context.report(f"diffing {label}: {human_size(done)} of {human_size(total)} matched "
+                                f"({done / max(total, 1):.0%})")
 
 
 def run_jobs(context: ReleaseContext, jobs: Sequence[PatchJob],
              new_size: int = 0) -> Iterable[Tuple[PatchJob, bytes]]:
-    """``(job, patch)`` as each patch is done, in a process pool when useful (started at once:
-    it works while the caller compresses the release)."""
+    """``(job, patch)`` as each patch is done, by threads started at once (they work while the
+    caller compresses the release); with ``--jobs 1``, one at a time when iterated."""
     workers = _workers(context, len(jobs))
     gen = generator(context)
     progress = _Progress(context)
     if jobs:
-        _plan(context, jobs, new_size or 1, workers, gen)
+        _plan(jobs, new_size or 1, workers, gen)
 
-    def args(job: PatchJob) -> tuple:
+    def one(job: PatchJob) -> bytes:
         label = f"{job.old_version} -> {job.relpath.split('/')[-2]}"
-        return (str(job.old_gz), str(job.new_path), job.new_sha256, job.old_max_size, job.old_sha256,
-                gen, label)
+        return diff_one(job, read_new(job), gen, lambda done, total: progress(label, done, total))
 
-    if workers == 0:  # in this process, when iterated
-        return (
-            (job, diff_one(*args(job), progress=progress)) for job in jobs
-        )
-    return _Pool(workers, [(job, args(job)) for job in jobs], progress)
+    if workers == 0:  # in this thread, when iterated
+        return ((job, one(job)) for job in jobs)
+    return _Pool(workers, jobs, one, progress)
 
 
 class _Pool:
-    """Patches computed by worker processes, started at once; iterate for ``(job, patch)`` as each is
-    done; ``close()`` stops the workers (also when never iterated)."""
+    """Patches computed by threads, started at once; iterate for ``(job, patch)`` as each is done;
+    ``close()`` stops the diffs (also when never iterated)."""
 
-    def __init__(self, workers: int, work: list, progress: _Progress) -> None:
-        self.queue = multiprocessing.get_context().Queue()
-        self.pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(self.queue,))
+    def __init__(self, workers: int, jobs: Sequence[PatchJob], one: Callable[[PatchJob], bytes],
+                 progress: _Progress) -> None:
         self.progress = progress
-        self.pending = {self.pool.submit(diff_one, *a): job for job, a in work}
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pyi-selfupdate-diff")
+        self.pending: Dict[Future, PatchJob] = {self.pool.submit(one, job): job for job in jobs}
 
     def __iter__(self) -> Iterator[Tuple[PatchJob, bytes]]:
         try:
             while self.pending:
-                done, _ = wait(self.pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                _drain(self.queue, self.progress)
+                done, _ = wait(self.pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     job = self.pending.pop(fut)
                     yield job, fut.result()
@@ -204,19 +213,12 @@ class _Pool:
             self.close()
 
     def close(self) -> None:
+        """Cancel the diffs not started, stop the running ones at their next progress report, and
+        wait for them."""
+        self.progress.stop.set()
         for fut in self.pending:
             fut.cancel()
         self.pool.shutdown(wait=True, cancel_futures=True)
-        self.queue.close()
-
-
-def _drain(q: Any, progress: _Progress) -> None:
-    while True:
-        try:
-            label, done, total = q.get_nowait()
-        except queue.Empty:
-            return
-        progress(label, done, total)
 
 
 @hookimpl
@@ -227,5 +229,5 @@ def release_prepare(context: ReleaseContext) -> None:
 
 @hookimpl(trylast=True)
 def release_diff(context: ReleaseContext, artifact: Artifact, jobs: Sequence[PatchJob]):
-    """BSDIFF40 patches, computed in worker processes."""
+    """BSDIFF40 patches, computed by threads."""
     return run_jobs(context, jobs, artifact.size)

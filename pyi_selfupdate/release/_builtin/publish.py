@@ -13,7 +13,7 @@ import logging
 import os
 import secrets
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 from ...errors import ReleaseError
 from .._model import ReleaseContext
@@ -49,8 +49,9 @@ def _remove_stale_temps(folder: Path, name: str) -> None:
             pass
 
 
-def atomic_write(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` through a fsynced temporary file and a rename."""
+def atomic_write(target: Path, data: "bytes | Iterable[bytes]") -> None:
+    """Write ``data`` (bytes, or chunks written as they come) to ``target`` through a fsynced
+    temporary file and a rename."""
     folder = target.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -63,10 +64,11 @@ def atomic_write(target: Path, data: bytes) -> None:
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
+            for chunk in ((data,) if isinstance(data, (bytes, bytearray, memoryview)) else data):
+                view = memoryview(chunk)
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
             if hasattr(os, "fchmod"):  # the umask must not change the mode
                 os.fchmod(fd, FILE_MODE)
             os.fsync(fd)
@@ -123,7 +125,7 @@ def release_prepare(context: ReleaseContext) -> None:
 
 
 @hookimpl(trylast=True)
-def release_write_file(context: ReleaseContext, relpath: str, data: bytes) -> Optional[str]:
+def release_write_file(context: ReleaseContext, relpath: str, data: "bytes | Iterable[bytes]") -> Optional[str]:
     """Write one file of the tree atomically, 0644."""
     target = context.target(relpath)
     atomic_write(target, data)
