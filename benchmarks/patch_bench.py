@@ -15,10 +15,11 @@ In one process tree and one run:
   minutes: it runs only with ``--reference-large``.
 
 Each release is ``python -m pyi_selfupdate release`` in a child process.
-Reported: wall time, CPU time (the child and its diff workers,
+Reported: wall time, CPU time (the child and any children of its,
 ``RUSAGE_CHILDREN``), peak memory summed over the processes of the release
 (their ``VmRSS`` sampled every 20 ms) and the largest single process, and the
-patch sizes; then ours / bsdiff4. Finally the client applies each patch as the
+patch sizes; then ours / bsdiff4, the peak memory of the large input cut to a
+quarter and a half (how memory grows with the input), and the goals. Finally the client applies each patch as the
 installed app does (``_patch.patch_stream``: the old file read where the patch
 points, the result written and hashed as it is produced) in a fresh child:
 wall time and peak RSS (``VmHWM``) over its baseline after imports.
@@ -51,6 +52,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 RESULTS = REPO / "benchmarks" / "results" / "patch.md"
 PLAT = "linux-amd64"
 BIG_MB = 300
+SCALES = (75, 150, BIG_MB)  # sizes of the large input for the memory-against-size table
 
 
 # ------------------------------------------------------------------ the inputs
@@ -80,18 +82,19 @@ def _real_files():
                     continue
 
 
-def build_big(work: Path) -> tuple:
-    """``(1.0 folder, 1.1 folder)``, ~300 MB each, 1.1 a realistic release of 1.0."""
-    old_app, new_app = work / "big-1.0" / "bigapp", work / "big-1.1" / "bigapp"
+def build_big(work: Path, mb: int = BIG_MB) -> tuple:
+    """``(1.0 folder, 1.1 folder)``, ~``mb`` MB each, 1.1 a realistic release of 1.0."""
+    name = "big" if mb == BIG_MB else f"big{mb}"
+    old_app, new_app = work / f"{name}-1.0" / "bigapp", work / f"{name}-1.1" / "bigapp"
     if (new_app / "bigapp").exists():
         return old_app, new_app
-    shutil.rmtree(work / "big-1.0", ignore_errors=True)
-    shutil.rmtree(work / "big-1.1", ignore_errors=True)
+    shutil.rmtree(work / f"{name}-1.0", ignore_errors=True)
+    shutil.rmtree(work / f"{name}-1.1", ignore_errors=True)
     internal = old_app / "_internal"
     total, placed = 0, []
     for path in _real_files():
         size = path.stat().st_size
-        if total + size > BIG_MB * 1_000_000 or size > 40_000_000:
+        if total + size > mb * 1_000_000 or size > 40_000_000:
             continue
         rel = Path(*path.parts[1:])  # keep the installation's layout
         dest = internal / rel
@@ -104,7 +107,7 @@ def build_big(work: Path) -> tuple:
             continue
         placed.append(rel)
         total += size
-        if total > BIG_MB * 1_000_000 - 2_000_000:
+        if total > mb * 1_000_000 - 2_000_000:
             break
     for app, version in ((old_app, "1.0"), (new_app, "1.1")):
         app.mkdir(parents=True, exist_ok=True)
@@ -262,8 +265,8 @@ def stages(old_path: Path, new_path: Path) -> dict:
     new = timed("reading the new release (its canonical archive)", lambda: read_content(new_path))
     old = read_content(old_path)
     digest = timed("SHA-256 of the new release", lambda: hashlib.sha256(new).digest())
-    timed("gzip level 9 (64 MiB members, on every core)", lambda: len(gzip_bytes(new)))
-    patch = timed("diff (`--diff fast`)", lambda: _syncdiff.diff(old, new))
+    timed("gzip (level 6, 1 MiB pieces on every core, incompressible ones stored)", lambda: len(gzip_bytes(new)))
+    patch = timed("diff (`--diff fast`, old release in memory)", lambda: _syncdiff.diff(old, new))
     timed("applying the patch once to check it", lambda: _verify(old, patch, digest, len(new)))
     return out
 
@@ -343,19 +346,60 @@ def main() -> None:
             sections.append((label, size, rows, applies, earlier[-1][0], new[0]))
             for r in rows.values():
                 shutil.rmtree(r.pop("out"), ignore_errors=True)
+        scaling = []  # memory against the input's size: the large input at a quarter, a half, whole
+        for mb in SCALES:
+            old_dir, new_dir = build_big(work, mb) if mb != BIG_MB else (big_old, big_new)
+            rows = scenario(f"scale{mb}", work, [("1.0", old_dir)], ("1.1", new_dir), ["fast"])
+            scaling.append((content(new_dir)[0], rows["fast"]))
+            shutil.rmtree(rows["fast"].pop("out"), ignore_errors=True)
         print("timing the stages of the large release", file=sys.stderr)
         big_stages = stages(big_old, big_new)
     finally:
         if tmp is not None:
             tmp.cleanup()
-    write_results(sections, big_stages, time.perf_counter() - t0, args.reference_large)
+    write_results(sections, scaling, big_stages, time.perf_counter() - t0, args.reference_large)
+
+
+def _goals(sections: list, scaling: list) -> list:
+    """The goals of the patches-at-scale work, each with the figure measured in this run."""
+    out = ["", "Against the goals:", "", "| goal | measured | met |", "| --- | --- | --- |"]
+
+    def row(goal: str, measured: str, met: bool) -> None:
+        out.append(f"| {goal} | {measured} | {'yes' if met else 'no'} |")
+
+    for label, size, rows, applies, _, _ in sections:
+        if label.startswith("example_app onefile"):
+            for gen in ("fast", "fast --jobs 1"):
+                r = rows[gen]
+                row(f"onefile app ({size / 1e6:.1f} MB), 4 earlier versions, `{gen}`: CPU <= 2 s",
+                    f"{r['cpu']:.2f} s (bsdiff4: {rows['bsdiff4']['cpu']:.1f} s)", r["cpu"] <= 2.0)
+                row(f"... peak memory of all processes <= 3x the binary ({_mib(3 * size)})",
+                    f"{_mib(r['peak_sum'])} ({r['peak_sum'] / size:.2f}x)", r["peak_sum"] <= 3 * size)
+        if label.startswith(f"{BIG_MB} MB"):
+            r = rows["fast"]
+            row(f"{BIG_MB} MB folder, 1 earlier version: <= 60 s wall", f"{r['wall']:.1f} s", r["wall"] <= 60)
+            row("... <= 1.5 GB peak", f"{r['peak_sum'] / 1e9:.2f} GB", r["peak_sum"] <= 1.5e9)
+        if "bsdiff4" in rows:
+            worst = max(rows["fast"]["patches"][v] / rows["bsdiff4"]["patches"][v] for v in rows["bsdiff4"]["patches"])
+            row(f"{label}: patches <= 1.25x bsdiff4's", f"{worst:.2f}x at most", worst <= 1.25)
+        for gen, a in applies.items():
+            limit = (64 << 20) + a["patch"]
+            row(f"{label}: applying the {gen} patch <= 64 MiB + the patch", f"{_mib(a['peak'])} peak",
+                a["peak"] <= limit)
+    if len(scaling) >= 3:  # linear: each step adds about as many MiB per MB of input
+        steps = [(r2["peak_sum"] - r1["peak_sum"]) / 2**20 / ((s2 - s1) / 1e6)
+                 for (s1, r1), (s2, r2) in zip(scaling, scaling[1:])]
+        row("memory grows linearly with the input (MiB added per MB between "
+            + ", ".join(f"{size / 1e6:.0f}" for size, _ in scaling) + " MB)",
+            ", ".join(f"{x:.2f}" for x in steps), max(steps) <= 1.5 * min(steps))
+    return out
 
 
 def _mib(n: float) -> str:
     return f"{n / 2**20:.0f} MiB"
 
 
-def write_results(sections: list, big_stages: dict, elapsed: float, large: bool) -> None:
+def write_results(sections: list, scaling: list, big_stages: dict, elapsed: float, large: bool) -> None:
     lines = [
         "# Patch generation: bsdiff4 (reference) and ours (`--diff fast`)",
         "",
@@ -366,20 +410,20 @@ def write_results(sections: list, big_stages: dict, elapsed: float, large: bool)
         "(shared with other work: CPU time is the steadier figure).",
         "",
         "Each release is `python -m pyi_selfupdate release --diff GEN --jobs 2` in a child process "
-        "(`--jobs 1`: the diff runs in the release's own process, after the compression, instead of in a "
-        "worker alongside it). "
-        "CPU: the release and its diff workers. Peak memory: VmRSS of all its processes summed, "
-        "sampled every 20 ms (and the largest single process). `.gz` compression (level 9) is part "
-        "of every release.",
+        "(two patches at once, by threads beside the `.gz` compression; `--jobs 1`: one at a time, "
+        "after it). CPU: the release process (and any children). Peak memory: VmRSS of all its "
+        "processes summed, sampled every 20 ms (and the largest single process), also as a multiple "
+        "of the input's size. Compressing the `.gz` is part of every release.",
         "",
-        "| input | generator | wall | CPU | peak memory (sum) | largest process | patches |",
-        "| --- | --- | ---: | ---: | ---: | ---: | --- |",
+        "| input | generator | wall | CPU | peak memory (sum) | x input | largest process | patches |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for label, size, rows, _, _, _ in sections:
         for gen, r in rows.items():
             patches = ", ".join(f"{v}: {n:,} B" for v, n in sorted(r["patches"].items()))
             lines.append(f"| {label} ({size / 1e6:.1f} MB) | {gen} | {r['wall']:.1f} s | {r['cpu']:.1f} s | "
-                         f"{_mib(r['peak_sum'])} | {_mib(r['peak_max'])} | {patches} |")
+                         f"{_mib(r['peak_sum'])} | {r['peak_sum'] / size:.2f} | {_mib(r['peak_max'])} | "
+                         f"{patches} |")
     lines += ["", "Ours / bsdiff4:", "",
               "| input | wall | CPU | peak memory (sum) | patch size (largest ratio) |",
               "| --- | ---: | ---: | ---: | ---: |"]
@@ -391,6 +435,7 @@ def write_results(sections: list, big_stages: dict, elapsed: float, large: bool)
         worst = max(ours["patches"][v] / ref["patches"][v] for v in ref["patches"])
         lines.append(f"| {label} | {ours['wall'] / ref['wall']:.3f} | {ours['cpu'] / ref['cpu']:.3f} | "
                      f"{ours['peak_sum'] / ref['peak_sum']:.2f} | {worst:.3f} |")
+    lines += _goals(sections, scaling)
     lines += ["", "Client: the patch from the last earlier version applied as the installed app does "
               "(streamed; SHA-256 while writing), in a fresh process:", "",
               "| input | patch from | patch | apply wall | peak RSS (VmHWM) | over the baseline after imports |",
@@ -401,8 +446,16 @@ def write_results(sections: list, big_stages: dict, elapsed: float, large: bool)
                 continue  # the same patch as with 2 jobs
             lines.append(f"| {label} | {gen} ({old_v} -> {new_v}) | {a['patch']:,} B | {a['wall']:.2f} s | "
                          f"{_mib(a['peak'])} | {(a['peak'] - a['base']) / 2**20:.1f} MiB |")
+    lines += ["", "Memory against the input's size (the large input cut to its first files; `--diff fast "
+              "--jobs 2`, 1 earlier version):", "",
+              "| input | wall | CPU | peak memory | x input | MiB per input MB |",
+              "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for size, r in scaling:
+        lines.append(f"| {size / 1e6:.1f} MB | {r['wall']:.1f} s | {r['cpu']:.1f} s | {_mib(r['peak_sum'])} | "
+                     f"{r['peak_sum'] / size:.2f} | {r['peak_sum'] / 2**20 / (size / 1e6):.2f} |")
     lines += ["", f"Where the {BIG_MB} MB release's time goes (each stage alone, in one process; the release "
-              "also reads the earlier `.gz` back, and runs the diff in a worker alongside the compression):", "",
+              "also decompresses the earlier `.gz` into a temporary file, and runs the diffs beside the "
+              "compression):", "",
               "| stage | wall | CPU |", "| --- | ---: | ---: |"]
     for name, (wall, cpu) in big_stages.items():
         lines.append(f"| {name} | {wall:.1f} s | {cpu:.1f} s |")

@@ -148,11 +148,22 @@ def _run_length(new: Data, p: int, old: Data, o: int) -> int:
 
 
 def _back_length(new: Data, p: int, old: Data, o: int, limit: int) -> int:
-    """How many bytes before ``new[p]`` and ``old[o]`` are identical, at most ``limit``."""
+    """How many bytes before ``new[p]`` and ``old[o]`` are identical, at most ``limit``
+    (compared in growing slices from the end, not a byte at a time)."""
     limit = min(limit, p, o)
     n = 0
-    while n < limit and new[p - n - 1] == old[o - n - 1]:
-        n += 1
+    step = 256
+    while n < limit:
+        k = min(step, limit - n)
+        a, b = new[p - n - k:p - n], old[o - n - k:o - n]
+        if a == b:
+            n += k
+            step *= 2
+            continue
+        j = k
+        while a[j - 1] == b[j - 1]:  # they differ somewhere: this stops
+            j -= 1
+        return n + k - j
     return n
 
 
