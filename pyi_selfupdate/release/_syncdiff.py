@@ -191,10 +191,9 @@ def _plan(old: Data, new: Data, progress: Optional[Progress]) -> List[_Op]:
     get = index.get
     n, m = len(new), len(old)
     ops: List[_Op] = []
-    p = 0  # new bytes before p are planned
     old_end = 0  # where the last run ended in old
     shift = 0  # old offset - new offset of the last run
-    gap_start = 0  # new bytes [gap_start, p) belong to no run yet
+    gap_start = 0  # new bytes [gap_start, q) belong to no run yet
     last_report = time.monotonic()
 
     def close_gap(end: int, old_to: int) -> None:
@@ -212,7 +211,7 @@ def _plan(old: Data, new: Data, progress: Optional[Progress]) -> List[_Op]:
                 o_lo, o_hi = lo, hi
             if o_hi - o_lo < 64:  # nothing to diff against: the old bytes around the position
                 o_lo = max(0, min(lo, m) - (stop - start))
-                o_hi = min(m, o_lo + 2 * (stop - start))
+                o_hi = min(m, o_lo + min(2 * (stop - start), _MAX_GAP_OLD))
             ops.append((start, stop, o_lo, o_hi, False))
             lo = o_hi
             start = stop
