@@ -36,7 +36,6 @@ test-windows: setup
 	$(VENV)/bin/pytest -m windows tests/windows $(PYTEST_ARGS)
 
 bench: setup
-	$(PY) benchmarks/release_bench.py
 	$(PY) benchmarks/patch_bench.py
 	$(PY) benchmarks/update_bench.py
 	$(PY) benchmarks/pyinstaller_bench.py
