@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import TYPE_CHECKING, Any, Dict, List
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would cost every launch milliseconds
+    from typing import Any, Dict, List
 
 if TYPE_CHECKING:  # what the lazy names resolve to, for type checkers and IDEs
     from . import errors, protocol, updater  # noqa: F401

@@ -52,7 +52,10 @@ import os
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would cost every launch milliseconds
+    from typing import Any, Dict, List, Optional, Tuple
 
 from . import _files, _instances, _schedule, _staging
 from ._lazy import log

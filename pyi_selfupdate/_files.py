@@ -46,14 +46,15 @@ import os
 import stat
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, Dict, Optional, TypeVar, Union
 
 from . import _lazy
 from ._lazy import log
 from .errors import InstallError
 
-if TYPE_CHECKING:
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would cost every launch milliseconds
     from pathlib import Path
+    from typing import Any, Dict, Optional, TypeVar, Union
 
     import hashlib
     import secrets
@@ -68,13 +69,14 @@ else:
     import fcntl
 
 __all__ = [
-    "PathLike", "path", "split", "beside", "new_path", "fsync_dir", "content_sha256",
+    "path", "split", "beside", "new_path", "fsync_dir", "content_sha256",
     "NewFile", "NewFolder", "write_advice", "swap", "exchange", "keep_claim", "release_claim", "remove_quietly",
     "is_abandoned", "stamp", "check_writable", "FolderInUseError", "RUNNING_FOLDER_RENAMES",
     "write_atomic", "open_lock_file", "try_lock", "unlock", "fcntl",
 ]
 
-PathLike = Union[str, "os.PathLike[str]"]
+if TYPE_CHECKING:  # a name for annotations only (they are strings at run time)
+    PathLike = Union[str, "os.PathLike[str]"]
 
 _CHUNK = 1 << 20
 
@@ -251,7 +253,8 @@ class _Claimed:
             self.discard()
 
 
-_C = TypeVar("_C", bound=_Claimed)
+if TYPE_CHECKING:
+    _C = TypeVar("_C", bound=_Claimed)
 
 
 class NewFile(_Claimed):

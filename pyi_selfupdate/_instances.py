@@ -42,10 +42,14 @@ import os
 import sys
 import threading
 import time
-from typing import Dict, Iterable, Iterator, List, Optional, Set
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would cost every launch milliseconds
+    from typing import Dict, Iterable, Iterator, List, Optional, Set
+    from ._files import PathLike
 
 from . import _files
-from ._files import PathLike, beside
+from ._files import beside
 from ._lazy import log
 from .errors import InstallError
 

@@ -20,7 +20,10 @@ which imports everything deferred here first; :data:`log` never imports.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would cost every launch milliseconds
+    from typing import Any
 
 if TYPE_CHECKING:
     import logging

@@ -10,7 +10,10 @@ from __future__ import annotations
 import ctypes
 import os
 import struct
-from typing import Any, List, Optional, Sequence, Set
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would cost every launch milliseconds
+    from typing import Any, List, Optional, Sequence, Set
 
 __all__ = ["pids_running", "start_time", "parse_pids", "parse_bsdinfo_start", "same_file"]
 

@@ -16,7 +16,10 @@ import ctypes
 import ntpath
 import os
 from ctypes import wintypes
-from typing import Any, List, Optional, Set
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would cost every launch milliseconds
+    from typing import Any, List, Optional, Set
 
 __all__ = ["RUN", "GATE", "CLAIM", "lock_byte", "unlock_byte", "pids_running", "start_time",
            "image_path", "hold_folder"]

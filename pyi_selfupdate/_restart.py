@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Dict, List, NoReturn, Optional, Sequence
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would cost every launch milliseconds
+    from typing import Dict, List, NoReturn, Optional, Sequence
 
 from ._instances import parent_pid
 from ._lazy import log

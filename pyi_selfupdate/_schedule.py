@@ -31,10 +31,14 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would cost every launch milliseconds
+    from typing import Optional
+    from ._files import PathLike as _PathLike
 
 from . import _lazy
-from ._files import PathLike as _PathLike, write_atomic
+from ._files import write_atomic
 from ._lazy import log
 from .settings import LIMITS
 

@@ -20,10 +20,14 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable, List, NamedTuple, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would cost every launch milliseconds
+    from typing import Any, Callable, List, Optional
+    from ._files import PathLike
 
 from . import _files, _lazy
-from ._files import PathLike, beside, remove_quietly
+from ._files import beside, remove_quietly
 from ._lazy import log
 from .errors import InstallError, SelfUpdateError
 from .settings import LIMITS
@@ -44,16 +48,30 @@ __all__ = [
 ]
 
 
-class StagedInfo(NamedTuple):
-    """What a staged update's sidecar says (a named tuple: this module loads at every launch,
-    and a dataclass would bring the dataclasses module with it)."""
+class StagedInfo:
+    """What a staged update's sidecar says (a plain slotted class: this module loads at every
+    launch, and a dataclass or a typing.NamedTuple would bring their modules with them)."""
 
-    from_version: str
-    to_version: str
-    sha256: bytes
-    method: str
-    bytes_fetched: int
-    notes: str = ""
+    __slots__ = ("from_version", "to_version", "sha256", "method", "bytes_fetched", "notes")
+
+    def __init__(self, from_version: str, to_version: str, sha256: bytes, method: str,
+                 bytes_fetched: int, notes: str = "") -> None:
+        self.from_version = from_version
+        self.to_version = to_version
+        self.sha256 = sha256
+        self.method = method
+        self.bytes_fetched = bytes_fetched
+        self.notes = notes
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StagedInfo):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return "StagedInfo(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
 
     def to_json(self) -> bytes:
         return json.dumps(

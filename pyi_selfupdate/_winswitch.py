@@ -30,9 +30,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-from typing import Dict
 
-from ._files import PathLike, beside
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would cost every launch milliseconds
+    from typing import Dict
+    from ._files import PathLike
+
+from ._files import beside
 from ._lazy import log
 from .errors import InstallError
 from .settings import LIMITS

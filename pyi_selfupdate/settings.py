@@ -20,7 +20,10 @@ from __future__ import annotations
 import marshal
 import os
 import sys
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is never imported at run time: it would cost every launch milliseconds
+    from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 __all__ = [
     "Setting", "SETTINGS", "DEFAULTS", "REQUIRED", "MODES", "LIMIT_ROWS", "DEV_VERSION", "FILE", "FOLDER", "KINDS", "defaults", "Settings", "Limits", "LIMITS",

@@ -20,7 +20,7 @@ from _installed import python_env
 
 
 #: Modules the usual launch must not import (the app may, later, on its own).
-HEAVY = ["logging", "json", "hashlib", "_hashlib", "datetime", "random", "secrets", "base64",
+HEAVY = ["typing", "logging", "json", "hashlib", "_hashlib", "datetime", "random", "secrets", "base64",
          "platform", "pathlib", "urllib.parse", "requests", "bsdiff4", "pyi_selfupdate.updater", "pyi_selfupdate.protocol",
          "pyi_selfupdate.signing", "pyi_selfupdate.fetch", "pyi_selfupdate._patch"]
 
