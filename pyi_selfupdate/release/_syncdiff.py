@@ -59,8 +59,9 @@ Progress = Callable[[int, int], None]
 
 class FileView:
     """Read-only, bytes-like access to an open file: ``len(view)``, ``view[i]`` (an int) and
-    ``view[a:b]`` (bytes), read with ``os.pread`` through a small window, so a diff reads the old
-    release where it looks instead of holding it. The caller owns ``fd``."""
+    ``view[a:b]`` (bytes), read with ``os.pread`` (Windows: seek and read) through a small
+    window, so a diff reads the old release where it looks instead of holding it. The caller
+    owns ``fd``; a view is used by one thread at a time."""
 
     def __init__(self, fd: int, size: int) -> None:
         self.fd = fd
@@ -97,11 +98,20 @@ class FileView:
         return self._read(key, 1)[0]
 
 
+#: ``os.pread``, or None where there is none (Windows): a view then seeks and reads (each view
+#: belongs to one thread).
+_PREAD = getattr(os, "pread", None)
+
+
 def _pread(fd: int, n: int, at: int) -> bytes:
     """Exactly ``n`` bytes at ``at`` (fewer only at the end of the file)."""
     parts = []
     while n > 0:
-        chunk = os.pread(fd, n, at)
+        if _PREAD is not None:
+            chunk = _PREAD(fd, n, at)
+        else:  # pragma: no cover - Windows
+            os.lseek(fd, at, os.SEEK_SET)
+            chunk = os.read(fd, n)
         if not chunk:
             break
         parts.append(chunk)

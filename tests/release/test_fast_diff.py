@@ -249,3 +249,16 @@ def test_the_old_release_read_from_a_file_gives_the_same_patch(tmp_path, version
         patch = diff(view, new)
     assert patch == diff(old, new)
     assert bsdiff4.patch(old, patch) == new
+
+
+def test_the_file_view_reads_the_same_without_pread(tmp_path, versions, monkeypatch):
+    # Windows has no os.pread: the view seeks and reads instead
+    from pyi_selfupdate.release import _syncdiff
+
+    old, new = versions
+    (tmp_path / "old").write_bytes(old)
+    monkeypatch.setattr(_syncdiff, "_PREAD", None)
+    with open(tmp_path / "old", "rb") as fh:
+        view = _syncdiff.FileView(fh.fileno(), len(old))
+        assert view[100:200_000] == old[100:200_000] and view[-1] == old[-1]
+        assert diff(view, new) == diff(old, new)
