@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 from .. import signing
 from ..errors import ReleaseError, SelfUpdateError
@@ -286,6 +286,42 @@ def _old_release_bounds(artifact: Artifact, old_version: str) -> Tuple[int, Opti
     return min(LIMITS.binary_bytes, artifact.size + LIMITS.release_base_slack), None
 
 
+class _Chunks:
+    """A file's content as chunks for ``release_write_file``: read once, counted, and checked to be
+    read whole (a plugin that reads them must write the file)."""
+
+    def __init__(self, chunks: Iterable[bytes], relpath: str) -> None:
+        self._chunks = chunks
+        self.relpath = relpath
+        self.size = 0
+        self.started = self.finished = False
+
+    def __iter__(self) -> "Iterator[bytes]":
+        if self.started:
+            raise ReleaseError(
+                f"a release_write_file plugin read the chunks of {self.relpath} and passed them on; "
+                "they can be read once: a plugin that reads them must write the file"
+            )
+        self.started = True
+        for chunk in self._chunks:
+            self.size += len(chunk)
+            yield chunk
+        self.finished = True
+
+    def check_read(self) -> None:
+        if not self.finished:
+            raise ReleaseError(
+                f"the release_write_file plugin that wrote {self.relpath} did not read all of it; "
+                "a plugin that answers the hook must write every chunk"
+            )
+
+    def close(self) -> None:
+        """Stop the producer (its compression threads) if it was not read to the end."""
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
+
 def _release_artifact(context: ReleaseContext, artifact: Artifact) -> ArtifactSummary:
     pm = context.pm
     summary = ArtifactSummary(
@@ -338,21 +374,19 @@ def _release_artifact(context: ReleaseContext, artifact: Artifact) -> ArtifactSu
             context.report(f"compressing {label} ({human_size(artifact.size)})")
             gz = answered(pm.hook.release_compress(context=context, artifact=artifact, data=data),
                           "release_compress", "compressed the release")
-            written = [0]
-
-            def counted(chunks: Iterable[bytes]) -> Iterable[bytes]:
-                for chunk in chunks:
-                    written[0] += len(chunk)
-                    yield chunk
-
             if isinstance(gz, (bytes, bytearray, memoryview)):
-                written[0] = len(gz)
+                context.write_file(artifact.full_relpath, gz)
+                summary.gz_size = len(gz)
             else:  # written as it is compressed, never held whole
-                gz = counted(gz)
-            context.write_file(artifact.full_relpath, gz)
+                chunks = _Chunks(gz, artifact.full_relpath)
+                try:
+                    context.write_file(artifact.full_relpath, chunks)
+                    chunks.check_read()
+                finally:
+                    chunks.close()
+                summary.gz_size = chunks.size
             del gz
-            summary.gz_size = written[0]
-            context.report(f"wrote {artifact.full_relpath} ({human_size(written[0])})")
+            context.report(f"wrote {artifact.full_relpath} ({human_size(summary.gz_size)})")
     except BaseException:
         close = getattr(results, "close", None)
         if close is not None:  # stop the diff workers

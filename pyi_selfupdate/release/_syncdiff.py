@@ -79,11 +79,12 @@ class FileView:
         w = self._at
         if w <= at and end <= w + len(self._window):
             return self._window[at - w:end - w]
-        if end - at >= _WINDOW:
+        start = max(0, min(at - 1024, self.size - _WINDOW))  # a little before: reads walk back too
+        if end > start + _WINDOW:  # does not fit in a window from there: read it alone
             return _pread(self.fd, end - at, at)
-        self._at = max(0, min(at - 1024, self.size - _WINDOW))  # a little before: reads walk back too
-        self._window = _pread(self.fd, _WINDOW, self._at)
-        return self._window[at - self._at:end - self._at]
+        self._at = start
+        self._window = _pread(self.fd, _WINDOW, start)
+        return self._window[at - start:end - start]
 
     def __getitem__(self, key: "int | slice") -> "bytes | int":
         if isinstance(key, slice):
@@ -327,18 +328,18 @@ class _Writer:
         return b"BSDIFF40" + _offt(len(ctrl)) + _offt(len(dif)) + _offt(new_size) + ctrl + dif + ext
 
 
-def diff(old: Data, new: Data, progress: Optional[Progress] = None) -> bytes:
+def diff(old: Data, new: Data, progress: Optional[Progress] = None,
+         check: Optional[Callable[[], None]] = None) -> bytes:
     """A BSDIFF40 patch turning ``old`` into ``new`` (``bsdiff4.diff``'s for small inputs).
 
     Either may be a :class:`FileView`. ``progress(done, total)`` is called
-    about once a second with the new bytes planned so far (it may raise to
-    stop the diff).
+    about once a second with the new bytes planned so far; ``check()`` after
+    each step of writing the patch. Either may raise to stop the diff.
     """
     if len(old) <= SMALL or len(new) <= SMALL:
         return bsdiff4.diff(old[0:len(old)], new[0:len(new)])
     ops = _plan(old, new, progress)
     out = _Writer()
-    done = 0
     for n_start, n_end, o_start, o_end, same in ops:
         if same:
             out.entry(n_end - n_start, 0, o_start)
@@ -356,9 +357,8 @@ def diff(old: Data, new: Data, progress: Optional[Progress] = None) -> bytes:
                 pos += add + seek
             out.diff_bytes(dif)
             out.extra_bytes(ext)
-        done = n_end
-        if progress is not None and not same and n_end - n_start > SMALL:
-            progress(done, len(new))
+        if check is not None:
+            check()
     if progress is not None:
         progress(len(new), len(new))
     return out.finish(len(new))

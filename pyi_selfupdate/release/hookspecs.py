@@ -152,9 +152,9 @@ def release_diff(
     bytes that must hash to ``job.old_sha256`` when set (the built-in
     ``pyi_selfupdate.release._builtin.diff.read_gz`` does both). First result wins; the
     built-in plugin diffs in ``context.options["diff_workers"]`` threads (``--jobs``,
-    default 2), reading each old version from a temporary file rather than
-    memory; ``job.new_content`` carries the new bytes the pipeline already holds
-    (shared, never copied). Jobs for patches already in the tree are not
+    default 2); its fast generator reads each old version from a temporary file
+    rather than memory (``--diff bsdiff4`` loads it whole); ``job.new_content``
+    carries the new bytes the pipeline already holds (shared, never copied). Jobs for patches already in the tree are not
     passed: they are reused.
     """
 

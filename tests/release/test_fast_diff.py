@@ -190,7 +190,7 @@ def test_a_patch_that_does_not_rebuild_the_release_is_never_published(tmp_path, 
     (tmp_path / "1.0").write_bytes(old)
     (tmp_path / "2.0").write_bytes(new)
     release(tmp_path / "1.0", "1.0", out=out, cmd_name="app", platform=PLAT)
-    monkeypatch.setattr(_syncdiff, "diff", lambda a, b, progress=None: bsdiff4.diff(a[0:len(a)], b[:-1] + b"?"))
+    monkeypatch.setattr(_syncdiff, "diff", lambda a, b, progress=None, check=None: bsdiff4.diff(a[0:len(a)], b[:-1] + b"?"))
     with pytest.raises(ReleaseError, match="does not rebuild the new release; release again with --diff bsdiff4"):
         release(tmp_path / "2.0", "2.0", out=out, cmd_name="app", platform=PLAT, options={"diff_workers": 1})
     assert not (out / "app" / "1.0" / "2.0" / PLAT).exists()
@@ -262,3 +262,66 @@ def test_the_file_view_reads_the_same_without_pread(tmp_path, versions, monkeypa
         view = _syncdiff.FileView(fh.fileno(), len(old))
         assert view[100:200_000] == old[100:200_000] and view[-1] == old[-1]
         assert diff(view, new) == diff(old, new)
+
+
+@pytest.mark.parametrize("at, n", [(200_000, 64_513), (200_000, 65_000), (200_000, 65_535), (10, 65_500),
+                                   (1_000, 64_600), (0, 65_536), (len(b"") + 300, 1)])
+def test_the_file_view_returns_every_byte_asked_for(tmp_path, at, n):
+    # reads just under the window size, and reads near the start, once came back short
+    from pyi_selfupdate.release._syncdiff import FileView
+
+    data = random.Random(3).randbytes(1 << 20)
+    (tmp_path / "f").write_bytes(data)
+    with open(tmp_path / "f", "rb") as fh:
+        view = FileView(fh.fileno(), len(data))
+        view[at + 5000:at + 5001]  # a window somewhere else first
+        assert view[at:at + n] == data[at:at + n]
+        assert view[at:at + n] == data[at:at + n]  # and from the window it left
+
+
+def test_a_patch_check_reads_old_bytes_in_any_batch_size(tmp_path, versions):
+    # the patch check reads the old release through the view in the client's batch sizes
+    from pyi_selfupdate.release._builtin.diff import _verify
+    from pyi_selfupdate.release._syncdiff import FileView
+    import hashlib
+
+    old, _ = versions
+    new = old[100_000:165_000] + old[:SMALL]
+    (tmp_path / "old").write_bytes(old)
+    with open(tmp_path / "old", "rb") as fh:
+        _verify(FileView(fh.fileno(), len(old)), bsdiff4.diff(old, new), hashlib.sha256(new).digest(), len(new))
+
+
+def test_stopping_the_release_stops_its_diff_threads(tmp_path):
+    # an error or Ctrl-C in the release's own thread (say, while it compresses) stops the diffs
+    # running in threads at their next check instead of waiting for them to finish
+    import threading
+    import time as _time
+
+    from pyi_selfupdate.release._builtin.diff import _Pool, _Progress
+    from pyi_selfupdate.release._model import PatchJob
+
+    class _Context:
+        lines: list = []
+
+        def report(self, line):
+            self.lines.append(line)
+
+    progress = _Progress(_Context())
+    started = threading.Event()
+
+    def endless(job):
+        started.set()
+        while True:
+            progress("1.0 -> 2.0", 1, 2)
+            progress.check()
+            _time.sleep(0.01)
+
+    jobs = [PatchJob(v, tmp_path / "x.gz", tmp_path / "new", b"", f"app/{v}/2.0/{PLAT}") for v in ("1.0", "1.1", "1.2")]
+    pool = _Pool(2, jobs, endless, progress)
+    assert started.wait(10)
+    t0 = _time.monotonic()
+    pool.close()
+    assert _time.monotonic() - t0 < 2
+    assert not [t for t in threading.enumerate() if t.name.startswith("pyi-selfupdate-diff")]
+    assert _Context.lines and _Context.lines[0].startswith("diffing 1.0 -> 2.0:")  # reported here

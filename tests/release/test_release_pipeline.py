@@ -366,3 +366,34 @@ def test_a_required_built_in_is_blocked_only_when_a_plugin_replaces_it(tmp_path,
     gz = (tmp_path / "public" / "app" / "1.0" / f"{PLAT}.gz").read_bytes()
     assert gz == gzip.compress(_payload("1.0"), compresslevel=1, mtime=0)
     assert _assert_consistent(tmp_path / "public") == "1.0"
+
+
+class _ReadsTheGz:
+    """A write plugin that reads the .gz's chunks (to hash them, say) and lets the built-in write
+    it, or answers without reading them at all."""
+
+    def __init__(self, answer: bool):
+        self.answer = answer
+
+    @hookimpl(tryfirst=True)
+    def release_write_file(self, context, relpath, data):
+        if relpath.endswith(".gz") and not isinstance(data, bytes):
+            if self.answer:
+                return str(context.target(relpath))  # claims it wrote what it never read
+            hashlib.sha256(b"".join(data))
+        return None
+
+
+@pytest.mark.parametrize("answer, message", [
+    (False, "read the chunks of app/1.1/linux-amd64.gz and passed them on; they can be read once"),
+    (True, "the release_write_file plugin that wrote app/1.1/linux-amd64.gz did not read all of it"),
+])
+def test_the_streamed_gz_is_never_written_empty_by_a_plugin_that_read_it(tmp_path, builds, answer, message):
+    # the .gz comes to release_write_file as chunks produced as they are compressed: a plugin that
+    # reads them and passes them on, or answers without reading them, stops the release instead of
+    # leaving an empty or missing .gz behind a published manifest
+    out = tmp_path / "public"
+    release(builds("1.0"), "1.0", out=out, platform=PLAT)
+    with pytest.raises(ReleaseError, match=message):
+        release(builds("1.1"), "1.1", out=out, platform=PLAT, plugins=[_ReadsTheGz(answer)])
+    assert _assert_consistent(out) == "1.0"

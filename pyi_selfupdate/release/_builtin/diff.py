@@ -10,14 +10,18 @@ memory for an 18 MB app, hours for 450 MB). Both write BSDIFF40, which
 ``bsdiff4.patch``, ``bspatch`` and Go clients apply.
 
 The old ``.gz`` is decompressed as a stream into an anonymous temporary file
-(``TMPDIR``), at most ``PatchJob.old_max_size`` bytes (a decompression bomb in
+(``TMPDIR``: on a tmpfs that is memory, so point ``TMPDIR`` at a disk for
+large apps), at most ``PatchJob.old_max_size`` bytes (a decompression bomb in
 the tree stops there), and must hash to ``PatchJob.old_sha256`` when a
 verified manifest gives it. The fast generator and the check read it where
 they look; only ``--diff bsdiff4`` loads it whole. The new release is read
-once and shared. Patches are computed by ``diff_workers`` threads (``--jobs``):
-the C parts (bsdiff4, bzip2, zlib, SHA-256, comparisons) release the GIL, so
-the diffs run beside the compression of the ``.gz`` in one process, with
-nothing held twice.
+once and shared. Patches are computed by ``diff_workers`` threads (``--jobs``)
+in the release's process, beside the compression of the ``.gz``, with nothing
+held twice: bsdiff4, bzip2, zlib, SHA-256 and the comparisons release the GIL
+(the fast generator's planning loop over unmatched bytes does not, so two
+plannings take turns). Progress is reported from the caller's thread; a
+release that stops (an error, Ctrl-C) stops its diffs at their next check,
+except a ``--diff bsdiff4`` diff, which runs to its end.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import hashlib
 import io
 import logging
 import os
+import queue
 import tempfile
 import threading
 import time
@@ -64,13 +69,14 @@ def read_gz(path: "os.PathLike[str] | str", max_size: int = 0, sha256: Optional[
     return buf.getvalue()
 
 
-def _verify(old: "_syncdiff.Data", patch: bytes, new_sha256: bytes, new_size: int) -> None:
+def _verify(old: "_syncdiff.Data", patch: bytes, new_sha256: bytes, new_size: int,
+            check: Optional[Callable[[], None]] = None) -> None:
     """Apply ``patch`` to ``old`` as a client does (streamed) and check it rebuilds the new bytes."""
     from ..._patch import patch_stream
 
     h = hashlib.sha256()
     patch_stream(lambda at, n: old[at:at + n], len(old), patch, h.update, max_new_size=new_size,
-                 chunk=_VERIFY_CHUNK)
+                 chunk=_VERIFY_CHUNK, check=check)
     if h.digest() != new_sha256:  # a generator bug: never published
         raise ReleaseError(
             "the fast patch generator made a patch that does not rebuild the new release; "
@@ -92,23 +98,30 @@ def read_new(job: PatchJob) -> bytes:
 
 
 def diff_one(job: PatchJob, new: bytes, generator: str = GENERATORS[0],
-             progress: Optional[Callable[[int, int], None]] = None) -> bytes:
+             progress: Optional[Callable[[int, int], None]] = None,
+             check: Optional[Callable[[], None]] = None) -> bytes:
     """One patch from the release in ``job.old_gz`` to ``new`` (the new executable's bytes, or
     the new app folder's canonical archive; an earlier ``.gz`` holds the same form).
 
     ``generator`` is one of :data:`GENERATORS`; ``progress(done, total)`` hears
-    the new bytes matched so far, and may raise to stop.
+    the new bytes matched so far; ``check()`` is called between steps. Either
+    may raise to stop.
     """
+    def write(chunk: bytes) -> None:
+        if check is not None:
+            check()
+        tmp.write(chunk)
+
     with tempfile.TemporaryFile(prefix="pyi-selfupdate-old-") as tmp:
         size, _ = _read_tree_gz(Path(job.old_gz), max_size=job.old_max_size or LIMITS.binary_bytes,
-                                sha256=job.old_sha256, write=tmp.write,
+                                sha256=job.old_sha256, write=write,
                                 why=_WHY_SIGNED if job.old_sha256 is not None else _WHY_UNSIGNED)
         tmp.flush()
         old = _syncdiff.FileView(tmp.fileno(), size)
         if generator == "bsdiff4":
             return bsdiff4.diff(old[0:size], new)
-        patch = _syncdiff.diff(old, new, progress)
-        _verify(old, patch, job.new_sha256, len(new))
+        patch = _syncdiff.diff(old, new, progress, check)
+        _verify(old, patch, job.new_sha256, len(new), check)
         return patch
 
 
@@ -153,24 +166,43 @@ class _Stopped(Exception):
 
 
 class _Progress:
-    """``progress(label, done, total)`` lines for the CLI, at most one per job every 2 s."""
+    """``progress(label, done, total)`` lines for the CLI, at most one per job every 2 s, reported
+    from the thread that created it (diff threads queue theirs: :meth:`drain`); ``check()`` raises
+    in a diff thread once the release stops."""
 
     def __init__(self, context: ReleaseContext) -> None:
         self.context = context
         self.last: Dict[str, float] = {}
         self.lock = threading.Lock()
         self.stop = threading.Event()
+        self.owner = threading.get_ident()
+        self.queued: "queue.SimpleQueue[str]" = queue.SimpleQueue()
 
-    def __call__(self, label: str, done: int, total: int) -> None:
+    def check(self) -> None:
         if self.stop.is_set():
             raise _Stopped()
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        self.check()
         now = time.monotonic()
         with self.lock:
             if done < total and now - self.last.get(label, 0.0) < 2.0:
                 return
             self.last[label] = now
-            self.context.report(f"diffing {label}: {human_size(done)} of {human_size(total)} matched "
-                                f"({done / max(total, 1):.0%})")
+        line = f"diffing {label}: {human_size(done)} of {human_size(total)} matched ({done / max(total, 1):.0%})"
+        if threading.get_ident() == self.owner:
+            self.context.report(line)
+        else:
+            self.queued.put(line)
+
+    def drain(self) -> None:
+        """Report the lines the diff threads queued."""
+        while True:
+            try:
+                line = self.queued.get_nowait()
+            except queue.Empty:
+                return
+            self.context.report(line)
 
 
 def run_jobs(context: ReleaseContext, jobs: Sequence[PatchJob],
@@ -185,7 +217,8 @@ def run_jobs(context: ReleaseContext, jobs: Sequence[PatchJob],
 
     def one(job: PatchJob) -> bytes:
         label = f"{job.old_version} -> {job.relpath.split('/')[-2]}"
-        return diff_one(job, read_new(job), gen, lambda done, total: progress(label, done, total))
+        return diff_one(job, read_new(job), gen, lambda done, total: progress(label, done, total),
+                        progress.check)
 
     if workers == 0:  # in this thread, when iterated
         return ((job, one(job)) for job in jobs)
@@ -205,7 +238,8 @@ class _Pool:
     def __iter__(self) -> Iterator[Tuple[PatchJob, bytes]]:
         try:
             while self.pending:
-                done, _ = wait(self.pending, return_when=FIRST_COMPLETED)
+                done, _ = wait(self.pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                self.progress.drain()
                 for fut in done:
                     job = self.pending.pop(fut)
                     yield job, fut.result()
@@ -219,6 +253,7 @@ class _Pool:
         for fut in self.pending:
             fut.cancel()
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.progress.drain()
 
 
 @hookimpl
