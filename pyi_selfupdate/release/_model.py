@@ -163,6 +163,19 @@ def read_content(path: "Path | str") -> bytes:
         raise ReleaseError(f"cannot read {path} ({exc.strerror}); check the path and its permissions") from None
 
 
+def read_checked(path: "Path | str", sha256: bytes) -> bytes:
+    """:func:`read_content`, refused unless it still hashes to ``sha256`` (what collect measured)."""
+    import hashlib
+
+    data = read_content(path)
+    if hashlib.sha256(data).digest() != sha256:
+        raise ReleaseError(
+            f"{path} changed while it was being released; wait for the build to "
+            "finish and run the same release again"
+        )
+    return data
+
+
 def human_size(n: int) -> str:
     size = float(n)
     for unit in ("B", "KB", "MB", "GB"):

@@ -30,6 +30,7 @@ from ._model import (
     ReleaseContext,
     ReleaseSummary,
     human_size,
+    read_checked,
 )
 from ._tree import check_tree_name, read_gz, read_tree_manifest, refuse_links
 
@@ -86,16 +87,6 @@ def _hash_gz(path: Path, size: int) -> Optional[bytes]:
         return read_gz(path, max_size=size)[1]
     except ReleaseError:
         return None
-
-
-def _read_checked(artifact: Artifact) -> bytes:
-    data = artifact.read_content()
-    if hashlib.sha256(data).digest() != artifact.sha256:
-        raise ReleaseError(
-            f"{artifact.path} changed while it was being released; wait for the build to "
-            "finish and run the same release again"
-        )
-    return data
 
 
 def _collect(context: ReleaseContext) -> List[Artifact]:
@@ -354,7 +345,7 @@ def _release_artifact(context: ReleaseContext, artifact: Artifact) -> ArtifactSu
                              old_max_size=max_size, old_sha256=old_sha256))
 
     # the new release's bytes, read once: compressed here and shared by every diff
-    data = _read_checked(artifact) if jobs or not gz_existed else None
+    data = read_checked(artifact.path, artifact.sha256) if jobs or not gz_existed else None
     jobs = [dataclasses.replace(job, new_content=data) for job in jobs]
     results = None
     if jobs:  # the diffs start now, and work while this thread compresses

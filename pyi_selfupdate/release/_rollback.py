@@ -72,7 +72,7 @@ def _restore(root: Path, cmd_name: str, version: str, plat: str, tmp: Path, keys
     refuse_links(root, relpath.split("/"))
     gz = root / relpath
     max_size, sha256, kind = _expected(root, cmd_name, version, plat, keys)
-    why = "the size and SHA-256 its signed manifest gives" if sha256 is not None else "LIMITS.binary_bytes"
+    why = "" if sha256 is not None else "LIMITS.binary_bytes"  # signed: read_gz says so
     try:
         if kind != FOLDER:
             with open(tmp / plat, "wb") as dst:

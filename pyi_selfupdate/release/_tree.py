@@ -147,8 +147,10 @@ def read_gz(
     decompressed bytes are produced (a decompression bomb stops there); with
     ``sha256``, the result must hash to it. Every refusal is a
     :class:`ReleaseError` naming the file; ``why`` says where the bound or
-    hash comes from.
+    hash comes from (default with ``sha256``: the signed manifest).
     """
+    if sha256 is not None and not why:
+        why = "the size and SHA-256 its signed manifest gives"
     from .._patch import gunzip_to
 
     try:

@@ -143,7 +143,9 @@ def test_an_older_tree_never_takes_the_bucket_back(tmp_path, single, moto_s3):
     assert decode_manifest(moto_s3.keys(bucket)["myapp/linux-amd64.json"]).version == "1.1"
 
 
-def test_release_from_the_bucket_makes_the_same_patches_as_a_local_tree(tmp_path, single, moto_s3, key):
+def _signed_bucket(tmp_path, single, moto_s3, key):
+    """Signed 1.0 and 1.1 released into ``tmp_path/local`` and published to a new bucket:
+    ``(bucket, dest, endpoint args, sign args, local tree)``."""
     bucket = moto_s3.new_bucket()
     dest, ep = f"s3://{bucket}/u", ("--endpoint-url", moto_s3.endpoint)
     sign = ("--sign-key", str(key[0]))
@@ -151,6 +153,11 @@ def test_release_from_the_bucket_makes_the_same_patches_as_a_local_tree(tmp_path
     for v in ("1.0", "1.1"):
         _release(single, local, v, *sign)
     assert _cli("publish", str(local), dest, *ep).returncode == 0
+    return bucket, dest, ep, sign, local
+
+
+def test_release_from_the_bucket_makes_the_same_patches_as_a_local_tree(tmp_path, single, moto_s3, key):
+    bucket, dest, ep, sign, local = _signed_bucket(tmp_path, single, moto_s3, key)
     ci = tmp_path / "ci"  # a fresh CI machine: nothing but the bucket
     proc = _release(single, ci, "1.2", *sign, "--from", dest, "--publish", dest, *ep)
     _release(single, local, "1.2", *sign)
@@ -168,13 +175,7 @@ def test_release_from_the_bucket_makes_the_same_patches_as_a_local_tree(tmp_path
 
 
 def test_a_planted_gz_in_the_bucket_is_refused_when_signing_is_on(tmp_path, single, moto_s3, key):
-    bucket = moto_s3.new_bucket()
-    dest, ep = f"s3://{bucket}/u", ("--endpoint-url", moto_s3.endpoint)
-    sign = ("--sign-key", str(key[0]))
-    local = tmp_path / "local"
-    for v in ("1.0", "1.1"):
-        _release(single, local, v, *sign)
-    assert _cli("publish", str(local), dest, *ep).returncode == 0
+    bucket, dest, ep, sign, local = _signed_bucket(tmp_path, single, moto_s3, key)
     planted = gzip.compress(b"\x7fELF a binary the publisher never built" * 100, mtime=0)
     moto_s3.client().put_object(Bucket=bucket, Key="u/myapp/1.1/linux-amd64.gz", Body=planted)
     ci = tmp_path / "ci"

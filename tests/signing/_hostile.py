@@ -26,6 +26,22 @@ class Sent:
     total: int = 0
 
 
+def _answer(server, path: str, answer, *, ignore_query: bool = False) -> Sent:
+    """Make ``server`` answer ``path`` with ``answer(request, sent)``; other paths go to the
+    handler it had. Returns the :class:`Sent` that ``answer`` counts in."""
+    sent = Sent()
+    previous = server.handler
+
+    def handle(request) -> bool:
+        if (request.path.split("?")[0] if ignore_query else request.path) != path:
+            return bool(previous and previous(request))
+        answer(request, sent)
+        return True
+
+    server.handler = handle
+    return sent
+
+
 def endless_body(server, path: str, *, chunk: bytes = b"", limit: int = 256 << 20) -> Sent:
     """Make ``server`` answer ``path`` with ``chunk`` (default: 64 KiB of random bytes) forever.
 
@@ -33,13 +49,9 @@ def endless_body(server, path: str, *, chunk: bytes = b"", limit: int = 256 << 2
     client can end. ``limit`` keeps a broken client from running the test forever.
     Returns a :class:`Sent` whose ``total`` counts the bytes written.
     """
-    sent = Sent()
     chunk = chunk or os.urandom(64 << 10)
-    previous = server.handler
 
-    def handle(request) -> bool:
-        if request.path != path:
-            return bool(previous and previous(request))
+    def answer(request, sent: Sent) -> None:
         request.send_response(200)
         request.send_header("Content-Type", "application/octet-stream")
         request.send_header("Connection", "close")
@@ -51,10 +63,8 @@ def endless_body(server, path: str, *, chunk: bytes = b"", limit: int = 256 << 2
                 sent.total += len(chunk)
         except (BrokenPipeError, ConnectionResetError, OSError):
             pass
-        return True
 
-    server.handler = handle
-    return sent
+    return _answer(server, path, answer)
 
 
 #: a deflate block that decodes to nothing: stored, not final, length 0
@@ -70,12 +80,8 @@ def endless_empty_gzip(server, path: str, *, limit: int = 256 << 20) -> Sent:
     its cap, and one that waits for decoded output waits forever.
     """
     chunk = EMPTY_DEFLATE_BLOCK * ((64 << 10) // len(EMPTY_DEFLATE_BLOCK))
-    sent = Sent()
-    previous = server.handler
 
-    def handle(request) -> bool:
-        if request.path != path:
-            return bool(previous and previous(request))
+    def answer(request, sent: Sent) -> None:
         request.send_response(200)
         request.send_header("Content-Type", "application/octet-stream")
         request.send_header("Content-Encoding", "gzip")
@@ -89,10 +95,8 @@ def endless_empty_gzip(server, path: str, *, limit: int = 256 << 20) -> Sent:
                 sent.total += len(chunk)
         except OSError:
             pass
-        return True
 
-    server.handler = handle
-    return sent
+    return _answer(server, path, answer)
 
 
 def drip_headers(server, path: str, *, interval: float = 0.5, limit: float = 60.0) -> Sent:
@@ -101,12 +105,7 @@ def drip_headers(server, path: str, *, interval: float = 0.5, limit: float = 60.
     Every read of the client returns a byte well within any read timeout.
     ``limit`` (seconds) keeps a broken client from holding the test forever.
     """
-    sent = Sent()
-    previous = server.handler
-
-    def handle(request) -> bool:
-        if request.path != path:
-            return bool(previous and previous(request))
+    def answer(request, sent: Sent) -> None:
         request.close_connection = True
         end = time.monotonic() + limit
         try:
@@ -117,10 +116,8 @@ def drip_headers(server, path: str, *, interval: float = 0.5, limit: float = 60.
                 time.sleep(interval)
         except OSError:
             pass
-        return True
 
-    server.handler = handle
-    return sent
+    return _answer(server, path, answer)
 
 
 def slow_redirects(server, path: str, *, delay: float = 0.45, hops: int = 1000) -> Sent:
@@ -128,12 +125,7 @@ def slow_redirects(server, path: str, *, delay: float = 0.45, hops: int = 1000) 
 
     ``total`` counts the redirects sent.
     """
-    sent = Sent()
-    previous = server.handler
-
-    def handle(request) -> bool:
-        if request.path.split("?")[0] != path:
-            return bool(previous and previous(request))
+    def answer(request, sent: Sent) -> None:
         time.sleep(delay)
         n = int(request.path.partition("?n=")[2] or 0)
         request.send_response(302)
@@ -141,10 +133,8 @@ def slow_redirects(server, path: str, *, delay: float = 0.45, hops: int = 1000) 
         request.send_header("Content-Length", "0")
         request.end_headers()
         sent.total += 1
-        return True
 
-    server.handler = handle
-    return sent
+    return _answer(server, path, answer, ignore_query=True)
 
 
 #: A self-signed certificate for 127.0.0.1 and its key (valid 2026-11-30 to 2126): pass

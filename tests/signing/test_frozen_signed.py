@@ -108,16 +108,16 @@ def test_frozen_app_updates_through_a_signed_release(tmp_path, apps, served):
     assert state == {"Serial": 2, "Version": V2}
 
 
-@pytest.mark.parametrize("attack", ["relabelled", "unsigned", "rotated-out key"])
-def test_frozen_app_refuses_a_forged_manifest_and_keeps_running(tmp_path, apps, served, attack):
-    server = served()
+def _forge(server, attack: str) -> None:
+    """Serve the manifest forged: ``relabelled`` (another version, the old signature), ``unsigned``,
+    or the same release signed by a key this build does not trust (``rotated-out key``)."""
     rel = f"{NAME}/{current_platform()}.json"
     doc = json.loads((server.root / rel).read_bytes())
     if attack == "relabelled":
         doc["Version"] = "9.9"
     elif attack == "unsigned":
         doc = {"Version": doc["Version"], "Sha256": doc["Sha256"]}
-    else:  # the same release, signed by a key this build does not trust
+    else:
         import base64
 
         doc.update(sign_fields(
@@ -125,6 +125,12 @@ def test_frozen_app_refuses_a_forged_manifest_and_keeps_running(tmp_path, apps, 
             version=doc["Version"], sha256=base64.b64decode(doc["Sha256"]), size=doc["Size"],
             serial=doc["Serial"] + 1))
     server.faults[rel] = Fault(body=json.dumps(doc).encode())
+
+
+@pytest.mark.parametrize("attack", ["relabelled", "unsigned", "rotated-out key"])
+def test_frozen_app_refuses_a_forged_manifest_and_keeps_running(tmp_path, apps, served, attack):
+    server = served()
+    _forge(server, attack)
     exe = _install(tmp_path, apps[0])
     before = exe.read_bytes()
     for _ in range(2):
@@ -142,13 +148,7 @@ def test_doctor_says_the_app_refuses_a_forged_manifest(tmp_path, apps, served, a
     from _doctorkit import doctor, snapshot, verdict
 
     server = served()
-    rel = f"{NAME}/{current_platform()}.json"
-    doc = json.loads((server.root / rel).read_bytes())
-    if attack == "relabelled":
-        doc["Version"] = "9.9"
-    else:
-        doc = {"Version": doc["Version"], "Sha256": doc["Sha256"]}
-    server.faults[rel] = Fault(body=json.dumps(doc).encode())
+    _forge(server, attack)
     exe = _install(tmp_path, apps[0])
     before = snapshot(exe.parent)
     proc = doctor(exe)

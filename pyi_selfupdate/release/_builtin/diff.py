@@ -43,7 +43,7 @@ import bsdiff4
 from ...errors import ReleaseError
 from ...settings import LIMITS
 from .. import _syncdiff
-from .._model import Artifact, PatchJob, ReleaseContext, human_size, read_content
+from .._model import Artifact, PatchJob, ReleaseContext, human_size, read_checked
 from .._tree import read_gz as _read_tree_gz
 from ..hookspecs import hookimpl
 
@@ -56,16 +56,24 @@ GENERATORS = ("fast", "bsdiff4")
 
 #: The check applies a patch in pieces of this size (it holds about four).
 _VERIFY_CHUNK = 1 << 18
-_WHY_SIGNED = "the size and SHA-256 its signed manifest gives"
-_WHY_UNSIGNED = "no verified manifest gives its size: at most the new release's size + LIMITS.release_base_slack"
+
+
+def _stream_old(path: "os.PathLike[str] | str", max_size: int, sha256: Optional[bytes],
+                write: Callable[[bytes], object]) -> int:
+    """Decompress an earlier release's ``.gz`` into ``write``; its size. At most ``max_size``
+    (0: ``LIMITS.binary_bytes``), hashing to ``sha256`` when given."""
+    size, _ = _read_tree_gz(
+        Path(os.fspath(path)), max_size=max_size or LIMITS.binary_bytes, sha256=sha256, write=write,
+        why="" if sha256 is not None else
+        "no verified manifest gives its size: at most the new release's size + LIMITS.release_base_slack")
+    return size
 
 
 def read_gz(path: "os.PathLike[str] | str", max_size: int = 0, sha256: Optional[bytes] = None) -> bytes:
     """The decompressed bytes of an earlier release's ``.gz``: at most ``max_size``
     (0: ``LIMITS.binary_bytes``), hashing to ``sha256`` when given."""
     buf = io.BytesIO()  # getvalue() hands over its buffer: the release is held once, not twice
-    _read_tree_gz(Path(os.fspath(path)), max_size=max_size or LIMITS.binary_bytes, sha256=sha256,
-                  write=buf.write, why=_WHY_SIGNED if sha256 is not None else _WHY_UNSIGNED)
+    _stream_old(path, max_size, sha256, buf.write)
     return buf.getvalue()
 
 
@@ -86,15 +94,7 @@ def _verify(old: "_syncdiff.Data", patch: bytes, new_sha256: bytes, new_size: in
 
 def read_new(job: PatchJob) -> bytes:
     """The new release's bytes for ``job``: the ones the pipeline holds, else read and checked."""
-    if job.new_content is not None:
-        return job.new_content
-    new = read_content(job.new_path)
-    if hashlib.sha256(new).digest() != job.new_sha256:
-        raise ReleaseError(
-            f"{job.new_path} changed while it was being released; wait for the build to finish "
-            "and run the release again"
-        )
-    return new
+    return job.new_content if job.new_content is not None else read_checked(job.new_path, job.new_sha256)
 
 
 def diff_one(job: PatchJob, new: bytes, generator: str = GENERATORS[0],
@@ -113,9 +113,7 @@ def diff_one(job: PatchJob, new: bytes, generator: str = GENERATORS[0],
         tmp.write(chunk)
 
     with tempfile.TemporaryFile(prefix="pyi-selfupdate-old-") as tmp:
-        size, _ = _read_tree_gz(Path(job.old_gz), max_size=job.old_max_size or LIMITS.binary_bytes,
-                                sha256=job.old_sha256, write=write,
-                                why=_WHY_SIGNED if job.old_sha256 is not None else _WHY_UNSIGNED)
+        size = _stream_old(job.old_gz, job.old_max_size, job.old_sha256, write)
         tmp.flush()
         old = _syncdiff.FileView(tmp.fileno(), size)
         if generator == "bsdiff4":
@@ -212,13 +210,14 @@ def run_jobs(context: ReleaseContext, jobs: Sequence[PatchJob],
     workers = _workers(context, len(jobs))
     gen = generator(context)
     progress = _Progress(context)
-    if jobs:
-        _plan(jobs, new_size or 1, workers, gen)
+    if not jobs:
+        return ()
+    _plan(jobs, new_size or 1, workers, gen)
+    new = read_new(jobs[0])  # every job of an artifact diffs to the same bytes: read once
 
     def one(job: PatchJob) -> bytes:
         label = f"{job.old_version} -> {job.relpath.split('/')[-2]}"
-        return diff_one(job, read_new(job), gen, lambda done, total: progress(label, done, total),
-                        progress.check)
+        return diff_one(job, new, gen, lambda done, total: progress(label, done, total), progress.check)
 
     if workers == 0:  # in this thread, when iterated
         return ((job, one(job)) for job in jobs)
